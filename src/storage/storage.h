@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT
+ * storage.h - storage drivers and the asynchronous queue that keeps their
+ * blocking I/O off the event loop.
+ *
+ * A driver (storage_driver_t) is a synchronous vtable: SQLite is the
+ * embedded default; a PostgreSQL driver implements the same table. Drivers
+ * are called only from the storage thread (or directly by ternctl, which has
+ * no event loop). Feature code never calls a driver on the loop thread: it
+ * submits a job with storage_submit; the job function runs on the storage
+ * thread with the driver handle, and the done callback runs back on the
+ * loop thread.
+ *
+ * Data model: accounts (per host) with SCRAM credentials, and a generic
+ * key/value store per (host, user, store, key) that modules use for their
+ * state (rosters, private XML, vCards...) without new tables per feature.
+ */
+#ifndef TERN_STORAGE_H
+#define TERN_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../sasl/scram.h"
+
+typedef struct storage_db storage_db_t; /* an open driver handle */
+
+typedef struct storage_driver {
+    const char *name;
+    /* Opens (creating and migrating the schema as needed). dsn for SQLite is
+     * a file path. On failure returns NULL and writes a message to err. */
+    storage_db_t *(*open)(const char *dsn, char *err, size_t errlen);
+    void (*close)(storage_db_t *db);
+
+    /* Accounts. user is a normalised localpart, host a normalised domain.
+     * Return 0, TERN_ENOENT (no such account), TERN_EEXIST (create of an
+     * existing one) or TERN_EIO. */
+    int (*user_get)(storage_db_t *db, const char *host, const char *user, scram_creds_t *out);
+    int (*user_create)(storage_db_t *db, const char *host, const char *user,
+                       const scram_creds_t *creds);
+    int (*user_set_creds)(storage_db_t *db, const char *host, const char *user,
+                          const scram_creds_t *creds);
+    /* Deletes the account and all its key/value data. */
+    int (*user_delete)(storage_db_t *db, const char *host, const char *user);
+    /* Calls cb for each account of host (all hosts when host is NULL), in
+     * host then user order. */
+    int (*user_list)(storage_db_t *db, const char *host,
+                     void (*cb)(void *ud, const char *host, const char *user), void *ud);
+
+    /* Key/value data. value is malloc'd on get (caller frees). */
+    int (*kv_get)(storage_db_t *db, const char *host, const char *user, const char *store,
+                  const char *key, char **value, size_t *len);
+    int (*kv_put)(storage_db_t *db, const char *host, const char *user, const char *store,
+                  const char *key, const char *value, size_t len);
+    int (*kv_del)(storage_db_t *db, const char *host, const char *user, const char *store,
+                  const char *key);
+} storage_driver_t;
+
+extern const storage_driver_t storage_sqlite_driver;
+
+/* Looks up a driver by name ("sqlite"); NULL if unknown. */
+const storage_driver_t *storage_driver_find(const char *name);
+
+/* ---- asynchronous queue (loop side) ---- */
+
+typedef struct storage storage_t;
+struct uv_loop_s;
+
+/* Job function, run on the storage thread. Its int result goes to done. */
+typedef int (*storage_job_fn)(const storage_driver_t *drv, storage_db_t *db, void *arg);
+/* Completion, run on the loop thread with the job's result. */
+typedef void (*storage_done_cb)(void *arg, int result);
+
+/* Opens the driver on a dedicated storage thread and wires completion to
+ * loop. Returns NULL with err set on failure. */
+storage_t *storage_start(struct uv_loop_s *loop, const storage_driver_t *drv, const char *dsn,
+                         char *err, size_t errlen);
+/* Runs the remaining jobs, then stops the thread and closes the driver.
+ * Completions of jobs still queued run before this returns. */
+void storage_stop(storage_t *st);
+/* Queues a job. arg is owned by the caller and must stay valid until done
+ * runs. done is never called if this returns an error. */
+int storage_submit(storage_t *st, storage_job_fn job, storage_done_cb done, void *arg);
+#endif

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT
+ * stanza.h - XML element trees for stanzas.
+ *
+ * A stanza is one top-level element of an XMPP stream with all its
+ * descendants. Every node, attribute and string of a stanza lives in one
+ * arena owned by the xml_stanza_t, so building, routing and freeing a stanza
+ * costs a handful of allocations instead of one per node. Stanzas are
+ * refcounted so that fan-out (presence broadcast, later MUC and carbons) can
+ * share one tree: xml_stanza_ref/xml_stanza_unref. A stanza with refs > 1
+ * must be treated as read-only; use xml_stanza_copy to get a private one.
+ *
+ * Names and namespaces are kept resolved: node->name is the local name and
+ * node->ns the namespace URI (never a prefix). Attribute names are the local
+ * name, or "uri|local" for namespaced attributes except xml:lang, which is
+ * kept as "xml:lang".
+ */
+#ifndef TERN_XML_STANZA_H
+#define TERN_XML_STANZA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct xml_stanza xml_stanza_t;
+typedef struct xml_node xml_node_t;
+typedef struct xml_attr xml_attr_t;
+
+struct xml_attr {
+    const char *name;
+    const char *value;
+    xml_attr_t *next;
+};
+
+typedef enum { XML_NODE_ELEMENT, XML_NODE_TEXT } xml_node_type_t;
+
+struct xml_node {
+    xml_node_type_t type;
+    const char *name; /* element local name; NULL for text */
+    const char *ns;   /* namespace URI; "" when none; NULL for text */
+    const char *text; /* text content for XML_NODE_TEXT (NUL terminated) */
+    size_t text_len;
+    xml_attr_t *attrs;
+    xml_node_t *parent;
+    xml_node_t *children; /* first child */
+    xml_node_t *last_child;
+    xml_node_t *next; /* next sibling */
+    xml_stanza_t *owner;
+};
+
+/* Create an empty stanza whose root element is name in namespace ns.
+ * The caller owns the returned reference. Never returns NULL (aborts on OOM). */
+xml_stanza_t *xml_stanza_new(const char *name, const char *ns);
+xml_stanza_t *xml_stanza_ref(xml_stanza_t *st);
+void xml_stanza_unref(xml_stanza_t *st);
+/* Deep copy into a new stanza with refs = 1. */
+xml_stanza_t *xml_stanza_copy(const xml_stanza_t *st);
+xml_node_t *xml_stanza_root(const xml_stanza_t *st);
+/* Bytes allocated in the stanza's arena (for accounting and limits). */
+size_t xml_stanza_mem(const xml_stanza_t *st);
+
+/* Building. Strings are copied into the stanza's arena. */
+xml_node_t *xml_node_add_child(xml_node_t *parent, const char *name, const char *ns);
+xml_node_t *xml_node_add_text(xml_node_t *parent, const char *text, size_t len);
+/* Adds a text child with the given C string (convenience). */
+xml_node_t *xml_node_add_child_text(xml_node_t *parent, const char *name, const char *ns,
+                                    const char *text);
+/* Sets (replacing) an attribute; value NULL removes it. */
+void xml_node_set_attr(xml_node_t *node, const char *name, const char *value);
+/* Removes node (and its subtree) from its parent. Memory stays in the arena. */
+void xml_node_detach(xml_node_t *node);
+/* Deep-copies src (from any stanza) as the last child of parent. */
+xml_node_t *xml_node_append_copy(xml_node_t *parent, const xml_node_t *src);
+
+/* Reading. */
+const char *xml_node_attr(const xml_node_t *node, const char *name);
+/* First element child with that name and namespace; name or ns NULL = any. */
+xml_node_t *xml_node_child(const xml_node_t *node, const char *name, const char *ns);
+/* Next element sibling after child with that name/ns (NULL = any). */
+xml_node_t *xml_node_next(const xml_node_t *child, const char *name, const char *ns);
+/* First element child of any name/namespace, or NULL. */
+xml_node_t *xml_node_first_element(const xml_node_t *node);
+/* Concatenated text of the direct text children; returned string lives in
+ * the arena (or is "" static). */
+const char *xml_node_text(const xml_node_t *node);
+bool xml_node_is(const xml_node_t *node, const char *name, const char *ns);
+
+/* Serialisation.
+ *
+ * Appends the XML of node to a growable buffer: *buf/*len/*cap is a
+ * malloc'd buffer owned by the caller (may start NULL/0/0). parent_ns is the
+ * default namespace in scope where the element is written ("jabber:client"
+ * for stanzas on a c2s stream); xmlns is emitted only where a node's
+ * namespace differs from its parent's. Text and attribute values are
+ * escaped (&lt; &gt; &amp; &quot; &apos;). Returns 0 or TERN_ENOMEM. */
+int xml_node_serialize(const xml_node_t *node, const char *parent_ns, char **buf, size_t *len,
+                       size_t *cap);
+/* Convenience: returns a malloc'd NUL-terminated string (caller frees). */
+char *xml_node_to_string(const xml_node_t *node, const char *parent_ns, size_t *len_out);
+
+/* Escape text for XML into the growable buffer (same contract as above). */
+int xml_escape_append(const char *s, size_t n, char **buf, size_t *len, size_t *cap);
+
+#endif
