@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT
+ * tern/module.h - the one internal API through which protocol features
+ * plug into the server.
+ *
+ * The core (streams, router, session manager) knows no feature by name.
+ * A module is a static tern_module_def_t with an init function; at start-up
+ * the server calls init once per virtual host with a tern_module_t handle,
+ * and the module registers what it handles there:
+ *
+ *   - iq handlers, keyed by (scope, payload namespace, payload name), where
+ *     the scope says whom the iq is addressed to: the server itself (to =
+ *     the host's domain), an account (to = a user's bare JID, or no 'to'
+ *     from a client), or a stream that has not authenticated yet;
+ *   - disco#info features and identities for the server or account scope;
+ *   - stream features offered on c2s streams;
+ *   - hooks on session life-cycle events.
+ *
+ * Dispatch is a table lookup on the interned key, not a walk over modules
+ * (prosody's event names, interned as style.md suggests). Per-host state
+ * lives in the pointer the module returns from init, never in file statics,
+ * so a second virtual host gets its own.
+ *
+ * Ownership: the stanza passed to a handler is borrowed for the duration of
+ * the call; a handler that answers later takes a reference with
+ * xml_stanza_ref and a session reference with tern_session_ref.
+ */
+#ifndef TERN_MODULE_H
+#define TERN_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../../src/xml/stanza.h"
+#include "../../src/xmpp/jid.h"
+
+#define TERN_MODULE_API_VERSION 1
+
+typedef struct tern_server tern_server_t;
+typedef struct tern_host tern_host_t;
+typedef struct tern_session tern_session_t;
+typedef struct tern_module tern_module_t;
+
+typedef enum {
+    TERN_SCOPE_SERVER = 0,  /* to = host domain */
+    TERN_SCOPE_ACCOUNT = 1, /* to = bare JID of a local account, or no 'to' */
+    TERN_SCOPE_PREAUTH = 2, /* iq on a stream before authentication */
+    TERN_SCOPE_COUNT
+} tern_scope_t;
+
+typedef enum { TERN_PASS = 0, TERN_HANDLED = 1 } tern_handled_t;
+
+/* Everything a handler needs to know about one incoming iq. */
+typedef struct {
+    tern_host_t *host;
+    xml_stanza_t *stanza;       /* borrowed */
+    xml_node_t *payload;        /* the first child element */
+    const jid_t *from;          /* stamped sender; NULL before authentication */
+    const jid_t *to;            /* NULL for no 'to' */
+    tern_session_t *session;    /* originating local session, or NULL */
+    bool is_set;                /* type='set' (else 'get') */
+} tern_iq_t;
+
+typedef tern_handled_t (*tern_iq_cb)(void *mod_state, tern_iq_t *iq);
+typedef void (*tern_features_cb)(void *mod_state, tern_session_t *s, xml_node_t *features);
+typedef void (*tern_session_cb)(void *mod_state, tern_session_t *s);
+
+typedef struct {
+    const char *name; /* "disco", "ping"... matches disabled_modules */
+    int api_version;  /* TERN_MODULE_API_VERSION */
+    /* Called once per host; returns the module's per-host state (may be NULL). */
+    void *(*init)(tern_module_t *m);
+    void (*fini)(void *mod_state);
+} tern_module_def_t;
+
+/* ---- registration (from init only) ---- */
+tern_host_t *tern_module_host(tern_module_t *m);
+int tern_register_iq(tern_module_t *m, tern_scope_t scope, const char *ns, const char *name,
+                     tern_iq_cb cb);
+int tern_register_disco_feature(tern_module_t *m, tern_scope_t scope, const char *var);
+int tern_register_disco_identity(tern_module_t *m, tern_scope_t scope, const char *category,
+                                 const char *type, const char *name);
+int tern_register_stream_features(tern_module_t *m, tern_features_cb cb);
+int tern_register_session_bound(tern_module_t *m, tern_session_cb cb);
+int tern_register_session_closed(tern_module_t *m, tern_session_cb cb);
+
+/* ---- host and server facts ---- */
+const char *tern_host_domain(const tern_host_t *h);
+const struct config_host *tern_host_config(const tern_host_t *h);
+const struct config *tern_host_server_config(const tern_host_t *h);
+tern_server_t *tern_host_server(const tern_host_t *h);
+/* Iterate disco data registered for a scope (used by the disco module). */
+typedef void (*tern_disco_feature_cb)(void *ud, const char *var);
+typedef void (*tern_disco_identity_cb)(void *ud, const char *category, const char *type,
+                                       const char *name);
+void tern_host_disco_each(const tern_host_t *h, tern_scope_t scope, tern_disco_feature_cb fcb,
+                          tern_disco_identity_cb icb, void *ud);
+
+/* ---- sessions ---- */
+tern_session_t *tern_session_ref(tern_session_t *s);
+void tern_session_unref(tern_session_t *s);
+bool tern_session_is_open(const tern_session_t *s);
+bool tern_session_is_secure(const tern_session_t *s);
+bool tern_session_is_authenticated(const tern_session_t *s);
+const jid_t *tern_session_jid(const tern_session_t *s); /* NULL before bind */
+/* Source address as text ("127.0.0.1"), for throttling. */
+const char *tern_session_ip(const tern_session_t *s);
+/* Writes st (borrowed) on the session's stream; no-op if closed. */
+void tern_session_send(tern_session_t *s, const xml_stanza_t *st);
+/* Closes the stream, with a stream error condition or NULL. */
+void tern_session_close(tern_session_t *s, const char *stream_error);
+
+/* ---- stanzas ---- */
+/* Routes st (borrowed) as coming from its 'from'. */
+void tern_route(tern_server_t *srv, xml_stanza_t *st);
+/* Sends a reply to iq: result built by the caller (type/id/from/to are set
+ * here). reply may be NULL for an empty result. Replies go to the session
+ * when the iq came from a stream before authentication. */
+void tern_iq_reply(tern_iq_t *iq, xml_stanza_t *reply);
+/* Builds and sends an error reply: condition is a RFC 6120 §8.3.3 name,
+ * type is "cancel", "modify", "auth", "wait"; text may be NULL. */
+void tern_iq_error(tern_iq_t *iq, const char *type, const char *condition, const char *text);
+/* Copies what tern_iq_reply needs so a handler can answer after it returned
+ * (e.g. after a storage job). Free with tern_iq_saved_free. */
+typedef struct tern_iq_saved tern_iq_saved_t;
+tern_iq_saved_t *tern_iq_save(const tern_iq_t *iq);
+void tern_iq_saved_reply(tern_iq_saved_t *sv, xml_stanza_t *reply);
+void tern_iq_saved_error(tern_iq_saved_t *sv, const char *type, const char *condition,
+                         const char *text);
+void tern_iq_saved_free(tern_iq_saved_t *sv);
+tern_session_t *tern_iq_saved_session(const tern_iq_saved_t *sv);
+
+/* ---- background work ---- */
+struct storage_driver;
+struct storage_db;
+typedef int (*tern_storage_job)(const struct storage_driver *drv, struct storage_db *db, void *arg);
+typedef void (*tern_done_cb)(void *arg, int result);
+/* Runs job on the storage thread, then done on the loop thread. */
+int tern_storage_submit(tern_server_t *srv, tern_storage_job job, tern_done_cb done, void *arg);
+/* Runs fn on a CPU worker thread (key derivation), then done on the loop. */
+int tern_cpu_submit(tern_server_t *srv, int (*fn)(void *arg), tern_done_cb done, void *arg);
+
+#endif

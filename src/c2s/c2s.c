@@ -1,0 +1,1070 @@
+/* SPDX-License-Identifier: MIT
+ * c2s.c - client-to-server connections: sockets, TLS, the XML stream state
+ * machine (RFC 6120 §4-§7: header, features, STARTTLS, SASL, binding) and
+ * the output queue.
+ *
+ * Everything here runs on the loop thread. Input flows socket -> (TLS) ->
+ * expat parser -> on_stanza; stanzas of a bound session go to the router.
+ * Output is written with uv_try_write first, so the common case copies
+ * nothing; what the kernel does not take is queued, and a client whose
+ * queue exceeds max_output_buffer is cut off instead of growing the server.
+ * An idle connection owns no buffers: reads use the server's shared
+ * scratch, and queues are freed as soon as they drain.
+ */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "../core/common.h"
+#include "../core/log.h"
+#include "../xml/ns.h"
+
+struct c2s_listener {
+    uv_tcp_t tcp;
+    tern_server_t *srv;
+    bool direct_tls;
+    struct c2s_listener *next;
+};
+
+typedef enum { ACT_NONE = 0, ACT_RESTART, ACT_STARTTLS, ACT_PAUSE } c2s_action_t;
+
+static void hard_close(tern_session_t *s);
+static void send_raw(tern_session_t *s, const char *data, size_t len);
+static void read_start(tern_session_t *s);
+static void c2s_input(tern_session_t *s, const char *data, size_t len);
+static void on_stream_open(void *ud, const char *name, const char *ns, const char **attrs);
+static void on_stanza(void *ud, xml_stanza_t *st);
+static void on_stream_close(void *ud);
+static void drain_tls(tern_session_t *s);
+
+static const xml_parser_cb_t parser_cb = {on_stream_open, on_stanza, on_stream_close};
+
+/* ------------------------------------------------------------------ */
+/* reference counting and teardown                                     */
+
+tern_session_t *tern_session_ref(tern_session_t *s)
+{
+    s->refs++;
+    return s;
+}
+
+void tern_session_unref(tern_session_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    if (s->tls)
+        tls_conn_free(s->tls);
+    if (s->parser)
+        xml_parser_free(s->parser);
+    if (s->scram)
+        scram_server_free(s->scram);
+    free(s->sasl_mech);
+    free(s->auth_user);
+    free(s->out);
+    free(s->inflight);
+    free(s->held);
+    free(s->full);
+    free(s->bare);
+    free(s->lang);
+    jid_clear(&s->jid);
+    if (s->presence)
+        xml_stanza_unref(s->presence);
+    for (directed_presence_t *d = s->directed, *n; d; d = n) {
+        n = d->next;
+        free(d->jid);
+        free(d);
+    }
+    free(s);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    tern_session_t *s = h->data;
+    tern_session_unref(s);
+}
+
+/* Leaves the session manager (presence unavailable, hooks) exactly once. */
+static void session_end(tern_session_t *s)
+{
+    if (s->bound) {
+        sm_unbind(s);
+        s->bound = false;
+    }
+}
+
+static void unlink_all(tern_session_t *s)
+{
+    tern_server_t *srv = s->srv;
+    if (s->prev_all)
+        s->prev_all->next_all = s->next_all;
+    else if (srv->all_sessions == s)
+        srv->all_sessions = s->next_all;
+    if (s->next_all)
+        s->next_all->prev_all = s->prev_all;
+    s->next_all = s->prev_all = NULL;
+    srv->nsessions--;
+    if (s->counted_ip) {
+        uintptr_t n = (uintptr_t)hashmap_get(&srv->conns_per_ip, s->ip);
+        if (n <= 1) {
+            char *k = NULL;
+            size_t it = 0;
+            const char *key;
+            void *v;
+            /* The map key is an owned copy: find and free it. */
+            while (hashmap_next(&srv->conns_per_ip, &it, &key, &v))
+                if (strcmp(key, s->ip) == 0) {
+                    k = (char *)key;
+                    break;
+                }
+            hashmap_del(&srv->conns_per_ip, s->ip);
+            free(k);
+        } else {
+            hashmap_put(&srv->conns_per_ip, s->ip, (void *)(n - 1));
+        }
+        s->counted_ip = false;
+    }
+}
+
+static void hard_close(tern_session_t *s)
+{
+    if (s->state == C2S_CLOSED)
+        return;
+    s->state = C2S_CLOSED;
+    session_end(s);
+    if (s->parser)
+        xml_parser_stop(s->parser);
+    unlink_all(s);
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    tern_session_t *s = req->data;
+    free(req);
+    /* Keep reading until the peer closes too (or the sweep gives up), so
+     * the stream error is not lost to a reset. */
+    if (status < 0)
+        hard_close(s);
+    tern_session_unref(s);
+}
+
+static void begin_shutdown(tern_session_t *s)
+{
+    if (s->state == C2S_CLOSED)
+        return;
+    uv_shutdown_t *req = tern_xmalloc(sizeof(*req));
+    req->data = tern_session_ref(s);
+    if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) != 0) {
+        free(req);
+        tern_session_unref(s);
+        hard_close(s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* output                                                              */
+
+static void start_write(tern_session_t *s);
+
+static void on_write(uv_write_t *req, int status)
+{
+    tern_session_t *s = req->data;
+    free(s->inflight);
+    s->inflight = NULL;
+    s->writing = false;
+    if (status < 0) {
+        if (status != UV_ECANCELED)
+            log_debug(s->tag, "write failed: %s", uv_strerror(status));
+        hard_close(s);
+    } else if (s->state == C2S_CLOSED) {
+        /* nothing */
+    } else if (s->out_len) {
+        start_write(s);
+    } else if (s->in_close_wait) {
+        s->in_close_wait = false;
+        begin_shutdown(s);
+    }
+    tern_session_unref(s);
+}
+
+static void start_write(tern_session_t *s)
+{
+    uv_buf_t b = uv_buf_init(s->out, (unsigned)s->out_len);
+    s->inflight = s->out;
+    s->out = NULL;
+    s->out_len = s->out_cap = 0;
+    s->writing = true;
+    s->wreq.data = tern_session_ref(s);
+    int r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (r < 0) {
+        s->writing = false;
+        free(s->inflight);
+        s->inflight = NULL;
+        tern_session_unref(s);
+        hard_close(s);
+    }
+}
+
+static void write_bytes(tern_session_t *s, const char *data, size_t len)
+{
+    if (s->state == C2S_CLOSED || len == 0)
+        return;
+    if (!s->writing && s->out_len == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+        if (r >= 0 && (size_t)r == len)
+            return;
+        if (r < 0 && r != UV_EAGAIN) {
+            log_debug(s->tag, "write failed: %s", uv_strerror(r));
+            hard_close(s);
+            return;
+        }
+        if (r > 0) {
+            data += r;
+            len -= (size_t)r;
+        }
+    }
+    if (s->out_len + len > s->srv->cfg->max_output_buffer) {
+        /* A peer that does not read must not make us buffer without
+         * bound; its stream cannot carry an error any more, so drop it. */
+        log_warn(s->tag, "output queue over %zu bytes: closing slow client",
+                 s->srv->cfg->max_output_buffer);
+        hard_close(s);
+        return;
+    }
+    if (s->out_len + len > s->out_cap) {
+        size_t cap = s->out_cap ? s->out_cap : 4096;
+        while (cap < s->out_len + len)
+            cap *= 2;
+        s->out = tern_xrealloc(s->out, cap);
+        s->out_cap = cap;
+    }
+    memcpy(s->out + s->out_len, data, len);
+    s->out_len += len;
+    if (!s->writing)
+        start_write(s);
+}
+
+static void flush_tls(tern_session_t *s)
+{
+    char buf[16384];
+    size_t n;
+    while (s->tls && s->state != C2S_CLOSED && (n = tls_conn_out_read(s->tls, buf, sizeof(buf))) > 0)
+        write_bytes(s, buf, n);
+}
+
+static void send_raw(tern_session_t *s, const char *data, size_t len)
+{
+    if (s->state == C2S_CLOSED)
+        return;
+    if (s->tls) {
+        if (tls_conn_write(s->tls, data, len) == TLS_ERROR) {
+            hard_close(s);
+            return;
+        }
+        flush_tls(s);
+    } else {
+        write_bytes(s, data, len);
+    }
+}
+
+static void send_str(tern_session_t *s, const char *str)
+{
+    send_raw(s, str, strlen(str));
+}
+
+void c2s_send_stanza(tern_session_t *s, const xml_stanza_t *st)
+{
+    if (s->state != C2S_OPEN)
+        return;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (xml_node_serialize(xml_stanza_root(st), NS_CLIENT, &buf, &len, &cap) == 0)
+        send_raw(s, buf, len);
+    free(buf);
+}
+
+void tern_session_send(tern_session_t *s, const xml_stanza_t *st)
+{
+    c2s_send_stanza(s, st);
+}
+
+/* ------------------------------------------------------------------ */
+/* stream header and errors                                            */
+
+static void append_escaped(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    xml_escape_append(s, strlen(s), buf, len, cap);
+}
+
+static void append_lit(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < *len + n + 1)
+            c *= 2;
+        *buf = tern_xrealloc(*buf, c);
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+}
+
+static void send_header(tern_session_t *s, const char *from_domain)
+{
+    unsigned char rnd[12];
+    char id[25];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memset(rnd, 0x5a, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    append_lit(&buf, &len, &cap,
+               "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+               "' xmlns:stream='" NS_STREAM "' version='1.0' id='");
+    append_lit(&buf, &len, &cap, id);
+    append_lit(&buf, &len, &cap, "' from='");
+    append_escaped(&buf, &len, &cap, from_domain);
+    append_lit(&buf, &len, &cap, "' xml:lang='");
+    append_escaped(&buf, &len, &cap, s->lang ? s->lang : "en");
+    append_lit(&buf, &len, &cap, "'>");
+    send_raw(s, buf, len);
+    free(buf);
+    s->header_sent = true;
+}
+
+/* Closes the stream with an optional RFC 6120 §4.9.3 condition. */
+void c2s_close(tern_session_t *s, const char *cond, const char *text)
+{
+    if (s->state >= C2S_CLOSING)
+        return;
+    if (cond)
+        log_info(s->tag, "stream error: %s%s%s", cond, text ? " - " : "", text ? text : "");
+    if (!s->header_sent && cond)
+        send_header(s, s->host ? s->host->domain : s->srv->hosts[0].domain);
+    s->state = C2S_OPEN; /* let the final bytes through */
+    if (cond) {
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+        append_lit(&buf, &len, &cap, "<stream:error><");
+        append_lit(&buf, &len, &cap, cond);
+        append_lit(&buf, &len, &cap, " xmlns='" NS_STREAMS "'/>");
+        if (text) {
+            append_lit(&buf, &len, &cap, "<text xmlns='" NS_STREAMS "' xml:lang='en'>");
+            append_escaped(&buf, &len, &cap, text);
+            append_lit(&buf, &len, &cap, "</text>");
+        }
+        append_lit(&buf, &len, &cap, "</stream:error>");
+        send_raw(s, buf, len);
+        free(buf);
+    }
+    if (s->header_sent)
+        send_str(s, "</stream:stream>");
+    if (s->tls && s->state != C2S_CLOSED) {
+        tls_conn_shutdown(s->tls);
+        flush_tls(s);
+    }
+    if (s->state == C2S_CLOSED)
+        return;
+    s->state = C2S_CLOSING;
+    s->closing_ms = uv_now(s->srv->loop);
+    if (s->parser)
+        xml_parser_stop(s->parser);
+    session_end(s);
+    if (s->writing || s->out_len)
+        s->in_close_wait = true;
+    else
+        begin_shutdown(s);
+}
+
+void tern_session_close(tern_session_t *s, const char *stream_error)
+{
+    c2s_close(s, stream_error, NULL);
+}
+
+bool tern_session_is_open(const tern_session_t *s)
+{
+    return s->state == C2S_OPEN;
+}
+
+bool tern_session_is_secure(const tern_session_t *s)
+{
+    return s->secure;
+}
+
+bool tern_session_is_authenticated(const tern_session_t *s)
+{
+    return s->authenticated;
+}
+
+const jid_t *tern_session_jid(const tern_session_t *s)
+{
+    return s->bound ? &s->jid : NULL;
+}
+
+const char *tern_session_ip(const tern_session_t *s)
+{
+    return s->ip;
+}
+
+/* ------------------------------------------------------------------ */
+/* features                                                            */
+
+static bool tls_allowed_before_auth(const tern_session_t *s)
+{
+    return s->secure || !s->srv->cfg->require_encryption;
+}
+
+bool c2s_may_authenticate(const tern_session_t *s)
+{
+    return tls_allowed_before_auth(s);
+}
+
+static const char *const mechs_tls[] = {"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS",
+                                        "SCRAM-SHA-1-PLUS",   "SCRAM-SHA-512",
+                                        "SCRAM-SHA-256",      "SCRAM-SHA-1",
+                                        "PLAIN",              NULL};
+static const char *const mechs_clear[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", NULL};
+static const char *const cbs_tls13[] = {"tls-exporter", "tls-server-end-point", NULL};
+static const char *const cbs_tls12[] = {"tls-server-end-point", NULL};
+static const char *const cbs_none[] = {NULL};
+
+void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs,
+                       const char *const **cbs)
+{
+    if (s->secure && s->tls) {
+        *mechs = mechs_tls;
+        *cbs = tls_conn_is_tls13(s->tls) ? cbs_tls13 : cbs_tls12;
+    } else {
+        *mechs = mechs_clear;
+        *cbs = cbs_none;
+    }
+}
+
+static void send_features(tern_session_t *s)
+{
+    xml_stanza_t *f = xml_stanza_new("features", NS_STREAM);
+    xml_node_t *root = xml_stanza_root(f);
+    const config_t *cfg = s->srv->cfg;
+    char num[32];
+
+    if (!s->authenticated) {
+        if (!s->secure) {
+            xml_node_t *tls = xml_node_add_child(root, "starttls", NS_TLS);
+            if (cfg->require_encryption)
+                xml_node_add_child(tls, "required", NS_TLS);
+        }
+        if (tls_allowed_before_auth(s)) {
+            const char *const *mechs, *const *cbs;
+            c2s_offered_mechs(s, &mechs, &cbs);
+            xml_node_t *m = xml_node_add_child(root, "mechanisms", NS_SASL);
+            for (size_t i = 0; mechs[i]; i++)
+                xml_node_add_child_text(m, "mechanism", NS_SASL, mechs[i]);
+            if (cbs[0]) {
+                xml_node_t *cb = xml_node_add_child(root, "sasl-channel-binding", NS_SASL_CB);
+                for (size_t i = 0; cbs[i]; i++)
+                    xml_node_set_attr(xml_node_add_child(cb, "channel-binding", NS_SASL_CB),
+                                      "type", cbs[i]);
+            }
+        }
+    } else {
+        xml_node_add_child(root, "bind", NS_BIND);
+        xml_node_t *sess = xml_node_add_child(root, "session", NS_SESSION);
+        xml_node_add_child(sess, "optional", NS_SESSION);
+    }
+    /* XEP-0478: tell the client the limits it will be held to. */
+    xml_node_t *lim = xml_node_add_child(root, "limits", NS_STREAM_LIMITS);
+    snprintf(num, sizeof(num), "%zu", cfg->max_stanza_size);
+    xml_node_add_child_text(lim, "max-bytes", NS_STREAM_LIMITS, num);
+    snprintf(num, sizeof(num), "%u", cfg->idle_timeout);
+    xml_node_add_child_text(lim, "idle-seconds", NS_STREAM_LIMITS, num);
+
+    if (s->host)
+        modules_add_stream_features(s->host, s, root);
+
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    append_lit(&buf, &len, &cap, "<stream:features>");
+    for (xml_node_t *c = root->children; c; c = c->next)
+        xml_node_serialize(c, NS_STREAM, &buf, &len, &cap);
+    append_lit(&buf, &len, &cap, "</stream:features>");
+    send_raw(s, buf, len);
+    free(buf);
+    xml_stanza_unref(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* stream header                                                       */
+
+static const char *attr_of(const char **attrs, const char *name)
+{
+    for (size_t i = 0; attrs && attrs[i]; i += 2)
+        if (strcmp(attrs[i], name) == 0)
+            return attrs[i + 1];
+    return NULL;
+}
+
+static void on_stream_open(void *ud, const char *name, const char *ns, const char **attrs)
+{
+    tern_session_t *s = ud;
+    tern_server_t *srv = s->srv;
+    const char *to = attr_of(attrs, "to");
+    const char *version = attr_of(attrs, "version");
+    const char *lang = attr_of(attrs, "xml:lang");
+
+    if (lang && strlen(lang) < 64 && !s->lang)
+        s->lang = tern_xstrdup(lang);
+
+    /* Pick the host first so that even the error header has a from. */
+    tern_host_t *host = NULL;
+    if (to) {
+        char *dom = NULL;
+        if (jid_prep_domain(to, &dom) == 0) {
+            host = server_find_host(srv, dom);
+            free(dom);
+        }
+    } else {
+        host = s->host ? s->host : &srv->hosts[0];
+    }
+    if (s->host && host && host != s->host) {
+        /* A restarted stream must stay on the host it authenticated to. */
+        c2s_close(s, "host-unknown", "stream restarted with a different host");
+        return;
+    }
+
+    if (strcmp(name, "stream") != 0 || strcmp(ns, NS_STREAM) != 0) {
+        c2s_close(s, "invalid-namespace", NULL);
+        return;
+    }
+    if (!host) {
+        c2s_close(s, "host-unknown", NULL);
+        return;
+    }
+    s->host = host;
+    if (!version || strncmp(version, "1.", 2) != 0) {
+        /* RFC 6120 §4.7.5: a missing version means 0.9, which we do not
+         * speak; a major version other than 1 is unsupported. */
+        c2s_close(s, "unsupported-version", NULL);
+        return;
+    }
+    send_header(s, host->domain);
+    send_features(s);
+}
+
+static void on_stream_close(void *ud)
+{
+    tern_session_t *s = ud;
+    log_debug(s->tag, "client closed the stream");
+    c2s_close(s, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* STARTTLS                                                            */
+
+static void handle_starttls(tern_session_t *s)
+{
+    if (s->secure || s->tls) {
+        c2s_close(s, "policy-violation", "TLS already negotiated");
+        return;
+    }
+    send_str(s, "<proceed xmlns='" NS_TLS "'/>");
+    s->tls = tls_conn_new(s->srv->tls);
+    if (!s->tls) {
+        hard_close(s);
+        return;
+    }
+    /* RFC 6120 §5.4.3.3: bytes that followed <starttls/> in the clear are
+     * discarded (no STARTTLS command injection). */
+    s->pending_action = ACT_STARTTLS;
+    xml_parser_stop(s->parser);
+}
+
+void c2s_send_str(tern_session_t *s, const char *str)
+{
+    send_raw(s, str, strlen(str));
+}
+
+void c2s_send_raw(tern_session_t *s, const char *data, size_t len)
+{
+    send_raw(s, data, len);
+}
+
+void c2s_restart_stream(tern_session_t *s)
+{
+    s->header_sent = false;
+    if (s->paused) {
+        /* Not inside the parser: input held since the pause belongs to
+         * the new stream, so reset right away. */
+        if (xml_parser_reset(s->parser) != 0)
+            hard_close(s);
+        return;
+    }
+    s->pending_action = ACT_RESTART;
+    xml_parser_stop(s->parser);
+}
+
+/* ------------------------------------------------------------------ */
+/* binding                                                             */
+
+static void iq_reply_raw(tern_session_t *s, const xml_node_t *iq, const char *payload_xml)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    const char *id = xml_node_attr(iq, "id");
+    append_lit(&buf, &len, &cap, "<iq type='result' id='");
+    append_escaped(&buf, &len, &cap, id ? id : "");
+    append_lit(&buf, &len, &cap, "'>");
+    if (payload_xml)
+        append_lit(&buf, &len, &cap, payload_xml);
+    append_lit(&buf, &len, &cap, "</iq>");
+    send_raw(s, buf, len);
+    free(buf);
+}
+
+static void iq_error_raw(tern_session_t *s, const xml_stanza_t *st, const char *type,
+                         const char *cond)
+{
+    xml_stanza_t *err = stanza_error_reply(st, type, cond, NULL);
+    if (err) {
+        xml_node_set_attr(xml_stanza_root(err), "to", NULL);
+        c2s_send_stanza(s, err);
+        xml_stanza_unref(err);
+    }
+}
+
+static void handle_bind(tern_session_t *s, xml_stanza_t *st, xml_node_t *bind)
+{
+    xml_node_t *iq = xml_stanza_root(st);
+    const char *type = xml_node_attr(iq, "type");
+    if (!type || strcmp(type, "set") != 0) {
+        iq_error_raw(s, st, "modify", "bad-request");
+        return;
+    }
+    if (s->bound) {
+        iq_error_raw(s, st, "cancel", "not-allowed");
+        return;
+    }
+    xml_node_t *res = xml_node_child(bind, "resource", NS_BIND);
+    const char *want = res ? xml_node_text(res) : NULL;
+    char *cond = NULL;
+    if (sm_bind(s, want && *want ? want : NULL, &cond) != 0) {
+        iq_error_raw(s, st, "modify", cond ? cond : "bad-request");
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    append_lit(&buf, &len, &cap, "<bind xmlns='" NS_BIND "'><jid>");
+    append_escaped(&buf, &len, &cap, s->full);
+    append_lit(&buf, &len, &cap, "</jid></bind>");
+    iq_reply_raw(s, iq, buf);
+    free(buf);
+    log_info(s->tag, "bound %s", s->full);
+    modules_session_bound(s->host, s);
+}
+
+/* ------------------------------------------------------------------ */
+/* stanza dispatch                                                     */
+
+static bool is_stanza_name(const char *name)
+{
+    return strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 ||
+           strcmp(name, "iq") == 0;
+}
+
+static void dispatch_preauth_iq(tern_session_t *s, xml_stanza_t *st)
+{
+    xml_node_t *iq = xml_stanza_root(st);
+    const char *type = xml_node_attr(iq, "type");
+    xml_node_t *payload = xml_node_first_element(iq);
+    if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0) || !payload) {
+        c2s_close(s, "not-authorized", NULL);
+        return;
+    }
+    tern_iq_t q = {.host = s->host,
+                   .stanza = st,
+                   .payload = payload,
+                   .session = s,
+                   .is_set = strcmp(type, "set") == 0};
+    if (!tls_allowed_before_auth(s) ||
+        modules_dispatch_iq(s->host, TERN_SCOPE_PREAUTH, &q) != TERN_HANDLED)
+        c2s_close(s, "not-authorized", NULL);
+}
+
+static void dispatch_bound(tern_session_t *s, xml_stanza_t *st)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    const char *to = xml_node_attr(root, "to");
+    jid_t to_jid = {0};
+    if (to && jid_parse(to, &to_jid) != 0) {
+        xml_node_set_attr(root, "from", s->full);
+        xml_node_set_attr(root, "to", NULL);
+        xml_stanza_t *err = stanza_error_reply(st, "modify", "jid-malformed", NULL);
+        if (err) {
+            c2s_send_stanza(s, err);
+            xml_stanza_unref(err);
+        }
+        return;
+    }
+    /* RFC 6120 §8.1.2.1: the server stamps the sender's full JID. */
+    xml_node_set_attr(root, "from", s->full);
+    router_route(s->srv, st, &s->jid, to ? &to_jid : NULL, s);
+    jid_clear(&to_jid);
+}
+
+static void on_stanza(void *ud, xml_stanza_t *st)
+{
+    tern_session_t *s = ud;
+    xml_node_t *root = xml_stanza_root(st);
+    if (s->state != C2S_OPEN) {
+        xml_stanza_unref(st);
+        return;
+    }
+    if (strcmp(root->ns, NS_TLS) == 0 && strcmp(root->name, "starttls") == 0) {
+        handle_starttls(s);
+    } else if (strcmp(root->ns, NS_SASL) == 0) {
+        c2s_handle_sasl(s, root);
+    } else if (strcmp(root->ns, NS_CLIENT) != 0 || !is_stanza_name(root->name)) {
+        c2s_close(s, "unsupported-stanza-type", NULL);
+    } else if (!s->authenticated) {
+        if (strcmp(root->name, "iq") == 0)
+            dispatch_preauth_iq(s, st);
+        else
+            c2s_close(s, "not-authorized", NULL);
+    } else if (!s->bound) {
+        xml_node_t *payload = xml_node_first_element(root);
+        if (strcmp(root->name, "iq") == 0 && payload && xml_node_is(payload, "bind", NS_BIND))
+            handle_bind(s, st, payload);
+        else if (strcmp(root->name, "iq") == 0 && payload &&
+                 xml_node_is(payload, "session", NS_SESSION))
+            iq_reply_raw(s, root, NULL);
+        else
+            c2s_close(s, "not-authorized", "bind a resource first");
+    } else {
+        xml_node_t *payload = xml_node_first_element(root);
+        if (strcmp(root->name, "iq") == 0 && payload &&
+            xml_node_is(payload, "session", NS_SESSION) && !xml_node_attr(root, "to"))
+            iq_reply_raw(s, root, NULL); /* legacy session: a no-op now */
+        else if (strcmp(root->name, "iq") == 0 && payload && xml_node_is(payload, "bind", NS_BIND))
+            iq_error_raw(s, st, "cancel", "not-allowed");
+        else
+            dispatch_bound(s, st);
+    }
+    xml_stanza_unref(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* input                                                               */
+
+static void hold_input(tern_session_t *s, const char *data, size_t len)
+{
+    if (!len)
+        return;
+    s->held = tern_xrealloc(s->held, s->held_len + len);
+    memcpy(s->held + s->held_len, data, len);
+    s->held_len += len;
+}
+
+static void c2s_input(tern_session_t *s, const char *data, size_t len)
+{
+    while (len > 0 && s->state == C2S_OPEN) {
+        if (s->paused) {
+            hold_input(s, data, len);
+            return;
+        }
+        size_t consumed = len;
+        xml_parse_status_t st = xml_parser_feed(s->parser, data, len, &consumed);
+        switch (st) {
+        case XML_PARSE_OK:
+            return;
+        case XML_PARSE_STOPPED: {
+            if (consumed > len)
+                consumed = len;
+            data += consumed;
+            len -= consumed;
+            c2s_action_t act = s->pending_action;
+            s->pending_action = ACT_NONE;
+            if (act == ACT_RESTART) {
+                if (xml_parser_reset(s->parser) != 0) {
+                    hard_close(s);
+                    return;
+                }
+                continue;
+            }
+            if (act == ACT_STARTTLS) {
+                if (xml_parser_reset(s->parser) != 0)
+                    hard_close(s);
+                return; /* plaintext after <starttls/> is dropped */
+            }
+            if (act == ACT_PAUSE) {
+                hold_input(s, data, len);
+                return;
+            }
+            return;
+        }
+        case XML_PARSE_NOT_WELL_FORMED:
+            c2s_close(s, "not-well-formed", NULL);
+            return;
+        case XML_PARSE_RESTRICTED:
+            c2s_close(s, "restricted-xml", NULL);
+            return;
+        case XML_PARSE_TOO_BIG:
+            c2s_close(s, "policy-violation", "stanza too large");
+            return;
+        case XML_PARSE_NOMEM:
+            c2s_close(s, "resource-constraint", NULL);
+            return;
+        }
+    }
+}
+
+static void drain_tls(tern_session_t *s)
+{
+    while (s->tls && s->state == C2S_OPEN && !s->paused) {
+        size_t n = 0;
+        tls_status_t st = tls_conn_read(s->tls, s->srv->plainbuf, sizeof(s->srv->plainbuf), &n);
+        if (!s->secure && tls_conn_handshake_done(s->tls)) {
+            s->secure = true;
+            log_debug(s->tag, "TLS established (%s)", tls_conn_version(s->tls));
+        }
+        flush_tls(s);
+        if (st == TLS_ERROR) {
+            log_debug(s->tag, "TLS error");
+            hard_close(s);
+            return;
+        }
+        if (st == TLS_CLOSED) {
+            c2s_close(s, NULL, NULL);
+            return;
+        }
+        if (n == 0)
+            return;
+        c2s_input(s, s->srv->plainbuf, n);
+    }
+}
+
+void c2s_session_pause(tern_session_t *s)
+{
+    if (s->paused)
+        return;
+    s->paused = true;
+    s->pending_action = ACT_PAUSE;
+    xml_parser_stop(s->parser);
+    uv_read_stop((uv_stream_t *)&s->tcp);
+}
+
+void c2s_session_resume(tern_session_t *s)
+{
+    if (!s->paused)
+        return;
+    s->paused = false;
+    if (s->state != C2S_OPEN)
+        return;
+    tern_session_ref(s);
+    char *held = s->held;
+    size_t held_len = s->held_len;
+    s->held = NULL;
+    s->held_len = 0;
+    if (held_len)
+        c2s_input(s, held, held_len);
+    free(held);
+    if (!s->paused && s->state == C2S_OPEN)
+        drain_tls(s);
+    if (!s->paused && s->state == C2S_OPEN) {
+        read_start(s);
+    }
+    tern_session_unref(s);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    tern_session_t *s = h->data;
+    buf->base = s->srv->readbuf;
+    buf->len = sizeof(s->srv->readbuf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    tern_session_t *s = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_debug(s->tag, "read error: %s", uv_strerror((int)nread));
+        if (s->state == C2S_OPEN || s->state == C2S_WAIT_HEADER)
+            log_info(s->tag, "connection closed by peer");
+        hard_close(s);
+        return;
+    }
+    s->last_rx_ms = uv_now(s->srv->loop);
+    if (s->state == C2S_CLOSING)
+        return; /* draining until the peer closes */
+    tern_session_ref(s);
+    if (s->tls) {
+        if (tls_conn_feed(s->tls, buf->base, (size_t)nread) == TLS_ERROR)
+            hard_close(s);
+        else
+            drain_tls(s);
+    } else {
+        c2s_input(s, buf->base, (size_t)nread);
+    }
+    /* After STARTTLS the parser was reset while TLS was created; any
+     * ciphertext in the same read has to go to TLS, which drain_tls does on
+     * the next read. */
+    tern_session_unref(s);
+}
+
+static void read_start(tern_session_t *s)
+{
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) != 0)
+        hard_close(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* accept                                                              */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    c2s_listener_t *l = server->data;
+    tern_server_t *srv = l->srv;
+    if (status < 0) {
+        log_warn("c2s", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    tern_session_t *s = tern_xcalloc(1, sizeof(*s));
+    s->srv = srv;
+    s->refs = 1;
+    s->id = ++srv->next_conn_id;
+    snprintf(s->tag, sizeof(s->tag), "c2s#%llu", (unsigned long long)s->id);
+    uv_tcp_init(srv->loop, &s->tcp);
+    s->tcp.data = s;
+    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+        s->state = C2S_CLOSED;
+        uv_close((uv_handle_t *)&s->tcp, on_closed);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, s->ip, sizeof(s->ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, s->ip, sizeof(s->ip));
+    }
+    uv_tcp_nodelay(&s->tcp, 1);
+    s->opened_ms = s->last_rx_ms = uv_now(srv->loop);
+    s->next_all = srv->all_sessions;
+    if (srv->all_sessions)
+        srv->all_sessions->prev_all = s;
+    srv->all_sessions = s;
+    srv->nsessions++;
+    s->state = C2S_OPEN;
+
+    unsigned limit = srv->cfg->max_connections_per_ip;
+    uintptr_t n = (uintptr_t)hashmap_get(&srv->conns_per_ip, s->ip);
+    if (n == 0)
+        hashmap_put(&srv->conns_per_ip, tern_xstrdup(s->ip), (void *)1);
+    else
+        hashmap_put(&srv->conns_per_ip, s->ip, (void *)(n + 1));
+    s->counted_ip = true;
+    if (srv->shutting_down || (limit && n >= limit)) {
+        log_info(s->tag, "refusing connection from %s (%s)", s->ip,
+                 srv->shutting_down ? "shutting down" : "too many connections");
+        hard_close(s);
+        return;
+    }
+
+    s->parser = xml_parser_new(&parser_cb, s, srv->cfg->max_stanza_size);
+    if (!s->parser) {
+        hard_close(s);
+        return;
+    }
+    if (l->direct_tls) {
+        s->direct_tls = true;
+        s->tls = tls_conn_new(srv->tls_direct);
+        if (!s->tls) {
+            hard_close(s);
+            return;
+        }
+    }
+    log_debug(s->tag, "connection from %s%s", s->ip, l->direct_tls ? " (direct TLS)" : "");
+    read_start(s);
+}
+
+int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_tls, char *err,
+               size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (strchr(addr, ':')) {
+        if (uv_ip6_addr(addr, (int)port, (struct sockaddr_in6 *)&ss) != 0)
+            goto bad;
+    } else if (uv_ip4_addr(addr, (int)port, (struct sockaddr_in *)&ss) != 0) {
+        goto bad;
+    }
+    c2s_listener_t *l = tern_xcalloc(1, sizeof(*l));
+    l->srv = srv;
+    l->direct_tls = direct_tls;
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    int r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    l->next = srv->listeners;
+    srv->listeners = l; /* closed by c2s_close_listeners, even on error */
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, uv_strerror(r));
+        return -1;
+    }
+    log_info("c2s", "listening on %s port %u%s", addr, port, direct_tls ? " (direct TLS)" : "");
+    return 0;
+bad:
+    snprintf(err, errlen, "invalid listen address '%s'", addr);
+    return -1;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void c2s_close_listeners(tern_server_t *srv)
+{
+    for (c2s_listener_t *l = srv->listeners, *n; l; l = n) {
+        n = l->next;
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    }
+    srv->listeners = NULL;
+}
+
+void c2s_sweep(tern_server_t *srv, uint64_t now)
+{
+    const config_t *cfg = srv->cfg;
+    for (tern_session_t *s = srv->all_sessions, *n; s; s = n) {
+        n = s->next_all;
+        if (s->state == C2S_CLOSING) {
+            if (now - s->closing_ms > 3000)
+                hard_close(s);
+            continue;
+        }
+        if (s->state != C2S_OPEN)
+            continue;
+        if (!s->bound && now - s->opened_ms > (uint64_t)cfg->handshake_timeout * 1000)
+            c2s_close(s, "connection-timeout", "authentication took too long");
+        else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000)
+            c2s_close(s, "connection-timeout", NULL);
+    }
+}
+
+void c2s_shutdown_all(tern_server_t *srv)
+{
+    for (tern_session_t *s = srv->all_sessions, *n; s; s = n) {
+        n = s->next_all;
+        if (s->state == C2S_OPEN)
+            c2s_close(s, "system-shutdown", NULL);
+    }
+}

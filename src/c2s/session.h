@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT
+ * session.h - one client connection and the session it carries.
+ *
+ * A tern_session_t is the c2s connection (socket, TLS, parser, output
+ * queue, authentication state) and, once bound, the session the session
+ * manager routes to. It is refcounted: the connection holds one reference
+ * until libuv has closed the socket, and anything that answers later
+ * (storage jobs, module handlers) holds its own. Memory is released when
+ * the last reference goes; before that a closed session just drops output.
+ */
+#ifndef TERN_C2S_SESSION_H
+#define TERN_C2S_SESSION_H
+
+#include <netinet/in.h>
+
+#include "../server.h"
+
+typedef enum {
+    C2S_WAIT_HEADER = 0, /* waiting for <stream:stream> */
+    C2S_OPEN,            /* features sent, negotiating or bound */
+    C2S_CLOSING,         /* stream closed by us; flushing */
+    C2S_CLOSED,          /* socket closed or closing */
+} c2s_state_t;
+
+typedef struct directed_presence {
+    char *jid;
+    struct directed_presence *next;
+} directed_presence_t;
+
+struct tern_session {
+    uv_tcp_t tcp;
+    tern_server_t *srv;
+    tern_host_t *host;
+    uint64_t id;
+    char tag[24];
+    char ip[INET6_ADDRSTRLEN];
+    int refs;
+    c2s_state_t state;
+    bool secure;        /* TLS established */
+    bool direct_tls;
+    bool header_sent;   /* our <stream:stream> went out */
+    bool authenticated;
+    bool bound;
+    bool available;     /* sent initial presence */
+    bool paused;        /* waiting on async work; input held */
+    bool writing;       /* a uv_write is in flight */
+    bool counted_ip;
+    bool in_close_wait; /* socket shutdown requested after flush */
+    bool auth_busy;     /* a SASL step waits on storage or a worker */
+    int pending_action; /* what a parser callback asked for (c2s.c) */
+
+    tls_conn_t *tls;
+    xml_parser_t *parser;
+
+    /* Output: bytes not yet handed to the kernel. */
+    char *out;
+    size_t out_len, out_cap;
+    char *inflight;
+    uv_write_t wreq;
+
+    /* Input held while paused (plaintext after the stanza that paused). */
+    char *held;
+    size_t held_len;
+
+    uint64_t last_rx_ms;
+    uint64_t opened_ms;
+    uint64_t closing_ms;
+
+    /* SASL */
+    scram_server_t *scram;
+    char *sasl_mech;
+    char *auth_user; /* normalised localpart under negotiation */
+    unsigned auth_failures;
+    unsigned char cb_exporter[32];
+    size_t cb_exporter_len;
+    unsigned char cb_endpoint[64];
+    size_t cb_endpoint_len;
+
+    /* Identity, once bound. */
+    jid_t jid;
+    char *full; /* "local@domain/resource" */
+    char *bare;
+    char *lang;
+
+    int priority;
+    xml_stanza_t *presence; /* last broadcast presence, or NULL */
+    directed_presence_t *directed;
+    struct tern_session *next_resource; /* within sm_user_t */
+    struct tern_session *next_all, *prev_all; /* srv->all_sessions */
+};
+
+/* Holds input while asynchronous work for this stream runs (key
+ * derivation, storage); resume re-feeds what arrived meanwhile. */
+void c2s_session_pause(tern_session_t *s);
+void c2s_session_resume(tern_session_t *s);
+
+/* Stream primitives shared by c2s.c and auth.c. */
+void c2s_close(tern_session_t *s, const char *cond, const char *text);
+void c2s_send_str(tern_session_t *s, const char *str);
+void c2s_send_raw(tern_session_t *s, const char *data, size_t len);
+/* After SASL success: the client opens a new stream on the same socket. */
+void c2s_restart_stream(tern_session_t *s);
+/* The mechanisms and channel-binding types offered on this stream, as
+ * NULL-terminated static arrays (XEP-0474 hashes exactly these). */
+void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs,
+                       const char *const **cbs);
+bool c2s_may_authenticate(const tern_session_t *s);
+
+/* auth.c */
+void c2s_handle_sasl(tern_session_t *s, xml_node_t *el);
+
+#endif

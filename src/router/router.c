@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT
+ * router.c - delivery of stanzas by address (RFC 6120 §10, RFC 6121 §8).
+ *
+ * The router decides where a stanza goes from its kind and its 'to': the
+ * server itself, an account's bare JID, a full JID, or another domain. It
+ * never looks at payloads except to find the iq handler, which is a table
+ * lookup in the host's module registry. Every iq get/set gets exactly one
+ * answer, and no error is ever answered with an error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../c2s/session.h"
+#include "../core/common.h"
+#include "../core/log.h"
+#include "../xml/ns.h"
+
+xml_stanza_t *stanza_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
+                                 const char *text)
+{
+    const xml_node_t *orig = xml_stanza_root(st);
+    const char *otype = xml_node_attr(orig, "type");
+    if (otype && strcmp(otype, "error") == 0)
+        return NULL;
+    if (strcmp(orig->name, "iq") == 0 && otype && strcmp(otype, "result") == 0)
+        return NULL;
+    xml_stanza_t *err = xml_stanza_copy(st);
+    xml_node_t *root = xml_stanza_root(err);
+    const char *from = xml_node_attr(orig, "from");
+    const char *to = xml_node_attr(orig, "to");
+    xml_node_set_attr(root, "from", to);
+    xml_node_set_attr(root, "to", from);
+    xml_node_set_attr(root, "type", "error");
+    xml_node_t *e = xml_node_add_child(root, "error", NS_CLIENT);
+    xml_node_set_attr(e, "type", type);
+    xml_node_add_child(e, condition, NS_STANZAS);
+    if (text) {
+        xml_node_t *t = xml_node_add_child_text(e, "text", NS_STANZAS, text);
+        xml_node_set_attr(t, "xml:lang", "en");
+    }
+    return err;
+}
+
+void router_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                   const char *condition, const char *text)
+{
+    xml_stanza_t *err = stanza_error_reply(st, type, condition, text);
+    if (!err)
+        return;
+    xml_node_t *root = xml_stanza_root(err);
+    const char *to = xml_node_attr(root, "to");
+    const char *from = xml_node_attr(root, "from");
+    jid_t tj = {0}, fj = {0};
+    if (to && jid_parse(to, &tj) == 0) {
+        bool have_from = from && jid_parse(from, &fj) == 0;
+        router_route(srv, err, have_from ? &fj : NULL, &tj, NULL);
+    }
+    jid_clear(&tj);
+    jid_clear(&fj);
+    xml_stanza_unref(err);
+}
+
+typedef enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ } kind_t;
+
+static kind_t kind_of(const xml_node_t *root)
+{
+    if (root->name[0] == 'm')
+        return KIND_MESSAGE;
+    if (root->name[0] == 'p')
+        return KIND_PRESENCE;
+    return KIND_IQ;
+}
+
+static void deliver(tern_session_t *s, xml_stanza_t *st)
+{
+    c2s_send_stanza(s, st);
+}
+
+/* iq get/set addressed to the server or on behalf of an account. */
+static void handle_iq(tern_server_t *srv, tern_host_t *host, tern_scope_t scope,
+                      xml_stanza_t *st, const jid_t *from, const jid_t *to,
+                      tern_session_t *origin)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    const char *type = xml_node_attr(root, "type");
+    if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+        return; /* results and errors for the server: nothing waits on them yet */
+    xml_node_t *payload = xml_node_first_element(root);
+    tern_iq_t q = {.host = host,
+                   .stanza = st,
+                   .payload = payload,
+                   .from = from,
+                   .to = to,
+                   .session = origin,
+                   .is_set = strcmp(type, "set") == 0};
+    if (modules_dispatch_iq(host, scope, &q) != TERN_HANDLED)
+        router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+}
+
+static bool iq_is_valid(const xml_node_t *root)
+{
+    const char *type = xml_node_attr(root, "type");
+    if (!type || !xml_node_attr(root, "id"))
+        return false;
+    if (strcmp(type, "get") == 0 || strcmp(type, "set") == 0) {
+        /* RFC 6120 §8.2.3: exactly one payload element. */
+        xml_node_t *first = xml_node_first_element(root);
+        return first && !xml_node_next(first, NULL, NULL);
+    }
+    return strcmp(type, "result") == 0 || strcmp(type, "error") == 0;
+}
+
+static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, kind_t kind,
+                       const jid_t *from, const jid_t *to, tern_session_t *origin)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    const char *type = xml_node_attr(root, "type");
+    char *bare = jid_bare_string(to);
+    sm_user_t *u = sm_find_user(host, bare);
+    free(bare);
+
+    switch (kind) {
+    case KIND_IQ:
+        handle_iq(srv, host, TERN_SCOPE_ACCOUNT, st, from, to, origin);
+        return;
+    case KIND_PRESENCE: {
+        /* Without rosters yet, presence to a bare JID reaches every
+         * available resource (directed presence, subscription requests). */
+        for (tern_session_t *r = u ? u->sessions : NULL; r; r = r->next_resource)
+            if (r->available)
+                deliver(r, st);
+        return;
+    }
+    case KIND_MESSAGE: {
+        if (type && strcmp(type, "error") == 0) {
+            /* errors to an account go to its available resources or vanish */
+        } else if (type && strcmp(type, "groupchat") == 0) {
+            router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+            return;
+        }
+        int delivered = 0;
+        for (tern_session_t *r = u ? u->sessions : NULL; r; r = r->next_resource) {
+            if (r->available && r->priority >= 0) {
+                deliver(r, st);
+                delivered++;
+            }
+        }
+        if (delivered)
+            return;
+        /* RFC 6121 §8.5.2.2: no available resource and no offline storage
+         * yet: chat/normal bounce, headline and error vanish. */
+        if (!type || strcmp(type, "normal") == 0 || strcmp(type, "chat") == 0)
+            router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+        return;
+    }
+    }
+}
+
+void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const jid_t *to,
+                  tern_session_t *origin)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    kind_t kind = kind_of(root);
+    const char *type = xml_node_attr(root, "type");
+
+    if (kind == KIND_IQ && !iq_is_valid(root)) {
+        router_bounce(srv, st, "modify", "bad-request", NULL);
+        return;
+    }
+
+    if (!to) {
+        /* RFC 6120 §10.3: no 'to' from a client means its own account. */
+        if (!origin || !origin->bound)
+            return;
+        if (kind == KIND_PRESENCE) {
+            sm_presence_broadcast(origin, st);
+            return;
+        }
+        jid_t bare = {0};
+        if (jid_from_parts(from->local, from->domain, NULL, &bare) != 0)
+            return;
+        if (kind == KIND_IQ)
+            handle_iq(srv, origin->host, TERN_SCOPE_ACCOUNT, st, from, NULL, origin);
+        else
+            route_bare(srv, origin->host, st, kind, from, &bare, origin);
+        jid_clear(&bare);
+        return;
+    }
+
+    tern_host_t *host = server_find_host(srv, to->domain);
+    if (!host) {
+        /* Server-to-server arrives with federation; until then every
+         * remote domain is unreachable. */
+        router_bounce(srv, st, "cancel", "remote-server-not-found", NULL);
+        return;
+    }
+
+    if (kind == KIND_PRESENCE && origin && to->local)
+        sm_note_directed_presence(origin, to, type);
+
+    if (!to->local) {
+        if (kind == KIND_IQ)
+            handle_iq(srv, host, TERN_SCOPE_SERVER, st, from, to, origin);
+        /* Messages and presence to the server itself have no handler yet. */
+        return;
+    }
+
+    if (!to->resource) {
+        route_bare(srv, host, st, kind, from, to, origin);
+        return;
+    }
+
+    char *full = jid_to_string(to);
+    tern_session_t *target = sm_find_full(host, full);
+    free(full);
+    if (target) {
+        deliver(target, st);
+        return;
+    }
+    /* RFC 6121 §8.5.3.2: no such resource. */
+    switch (kind) {
+    case KIND_IQ:
+        if (type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0))
+            router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+        return;
+    case KIND_PRESENCE:
+        if (type && (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+                     strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0)) {
+            jid_t bare = {0};
+            if (jid_from_parts(to->local, to->domain, NULL, &bare) == 0)
+                route_bare(srv, host, st, kind, from, &bare, origin);
+            jid_clear(&bare);
+        }
+        return;
+    case KIND_MESSAGE:
+        if (type && strcmp(type, "groupchat") == 0) {
+            router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+        } else if (!type || strcmp(type, "error") != 0) {
+            jid_t bare = {0};
+            if (jid_from_parts(to->local, to->domain, NULL, &bare) == 0)
+                route_bare(srv, host, st, kind, from, &bare, origin);
+            jid_clear(&bare);
+        }
+        return;
+    }
+}
+
+/* ---- module API: routing ---- */
+
+void tern_route(tern_server_t *srv, xml_stanza_t *st)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    const char *to = xml_node_attr(root, "to");
+    const char *from = xml_node_attr(root, "from");
+    jid_t tj = {0}, fj = {0};
+    if (!to || jid_parse(to, &tj) != 0)
+        return;
+    bool have_from = from && jid_parse(from, &fj) == 0;
+    router_route(srv, st, have_from ? &fj : NULL, &tj, NULL);
+    jid_clear(&tj);
+    jid_clear(&fj);
+}

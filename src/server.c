@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT
+ * server.c - server life cycle: hosts, certificates, listeners, storage,
+ * the one-second sweep, signals (SIGHUP reload, SIGTERM/SIGINT shutdown),
+ * authentication throttles, and the background-work entry points of the
+ * module API.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "c2s/session.h"
+#include "core/common.h"
+#include "core/log.h"
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int mkdir_parent(const char *file)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", file);
+    char *slash = strrchr(tmp, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    return mkdir_p(tmp);
+}
+
+/* First start of a host: make a self-signed certificate so that `make run`
+ * works out of the box. Only when both files are missing, so a typo in a
+ * configured path is an error instead of a silent new certificate. */
+static int ensure_certificate(const config_host_t *h, char *err, size_t errlen)
+{
+    bool have_cert = access(h->certificate, F_OK) == 0;
+    bool have_key = access(h->key, F_OK) == 0;
+    if (have_cert && have_key)
+        return 0;
+    if (have_cert != have_key) {
+        snprintf(err, errlen, "host %s: %s exists but %s does not", h->domain,
+                 have_cert ? h->certificate : h->key, have_cert ? h->key : h->certificate);
+        return -1;
+    }
+    if (mkdir_parent(h->certificate) != 0 || mkdir_parent(h->key) != 0) {
+        snprintf(err, errlen, "host %s: cannot create directory for %s: %s", h->domain,
+                 h->certificate, strerror(errno));
+        return -1;
+    }
+    if (tls_make_self_signed(h->domain, h->certificate, h->key, err, errlen) != 0)
+        return -1;
+    log_warn("main", "host %s: created a self-signed certificate %s", h->domain, h->certificate);
+    return 0;
+}
+
+static int load_certificates(tern_server_t *srv, const config_t *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nhosts; i++) {
+        const config_host_t *h = &cfg->hosts[i];
+        if (ensure_certificate(h, err, errlen) != 0)
+            return -1;
+        if (tls_ctx_add_host(srv->tls, h->domain, h->certificate, h->key, err, errlen) != 0 ||
+            tls_ctx_add_host(srv->tls_direct, h->domain, h->certificate, h->key, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_path, char *err,
+                          size_t errlen)
+{
+    tern_server_t *srv = tern_xcalloc(1, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->config_path = tern_xstrdup(config_path ? config_path : "");
+    hashmap_init(&srv->auth_fail_ip);
+    hashmap_init(&srv->auth_fail_account);
+    hashmap_init(&srv->register_ip);
+    hashmap_init(&srv->conns_per_ip);
+    int lvl = log_level_parse(cfg->log_level);
+    log_set_level(lvl < 0 ? LOG_INFO : (log_level_t)lvl);
+
+    srv->tls = tls_ctx_new();
+    srv->tls_direct = tls_ctx_new();
+    if (!srv->tls || !srv->tls_direct) {
+        snprintf(err, errlen, "cannot create TLS context");
+        server_free(srv);
+        return NULL;
+    }
+    tls_ctx_set_alpn(srv->tls_direct, "xmpp-client");
+    if (load_certificates(srv, cfg, err, errlen) != 0) {
+        server_free(srv);
+        return NULL;
+    }
+    srv->hosts = tern_xcalloc(cfg->nhosts, sizeof(*srv->hosts));
+    srv->nhosts = cfg->nhosts;
+    for (size_t i = 0; i < cfg->nhosts; i++) {
+        tern_host_t *h = &srv->hosts[i];
+        h->srv = srv;
+        h->cfg = &cfg->hosts[i];
+        h->domain = tern_xstrdup(cfg->hosts[i].domain);
+        hashmap_init(&h->users);
+        hashmap_init(&h->sessions);
+        if (modules_init_host(h, err, errlen) != 0) {
+            server_free(srv);
+            return NULL;
+        }
+    }
+    return srv;
+}
+
+tern_host_t *server_find_host(tern_server_t *srv, const char *domain)
+{
+    for (size_t i = 0; i < srv->nhosts; i++)
+        if (strcmp(srv->hosts[i].domain, domain) == 0)
+            return &srv->hosts[i];
+    return NULL;
+}
+
+/* ---- throttles ---- */
+
+static void throttle_prune(tern_server_t *srv, hashmap_t *map, uint64_t now, unsigned window_s)
+{
+    size_t it = 0;
+    const char *k;
+    void *v;
+    /* Collect first: deleting while iterating would skip entries. */
+    char *dead[64];
+    size_t nd = 0;
+    while (nd < TERN_ARRAY_LEN(dead) && hashmap_next(map, &it, &k, &v)) {
+        throttle_entry_t *e = v;
+        if (now - e->window_start > (uint64_t)window_s * 1000)
+            dead[nd++] = e->key;
+    }
+    for (size_t i = 0; i < nd; i++) {
+        throttle_entry_t *e = hashmap_del(map, dead[i]);
+        free(e->key);
+        free(e);
+    }
+}
+
+bool throttle_exceeded(tern_server_t *srv, hashmap_t *map, const char *key, unsigned limit,
+                       unsigned window_s)
+{
+    if (!limit)
+        return false;
+    throttle_entry_t *e = hashmap_get(map, key);
+    if (!e)
+        return false;
+    if (uv_now(srv->loop) - e->window_start > (uint64_t)window_s * 1000)
+        return false;
+    return e->count >= limit;
+}
+
+void throttle_hit(tern_server_t *srv, hashmap_t *map, const char *key, unsigned window_s)
+{
+    uint64_t now = uv_now(srv->loop);
+    throttle_entry_t *e = hashmap_get(map, key);
+    if (!e) {
+        e = tern_xcalloc(1, sizeof(*e));
+        e->key = tern_xstrdup(key);
+        e->window_start = now;
+        hashmap_put(map, e->key, e);
+    } else if (now - e->window_start > (uint64_t)window_s * 1000) {
+        e->window_start = now;
+        e->count = 0;
+    }
+    e->count++;
+}
+
+static void throttle_free_all(hashmap_t *map)
+{
+    size_t it = 0;
+    void *v;
+    while (hashmap_next(map, &it, NULL, &v)) {
+        throttle_entry_t *e = v;
+        free(e->key);
+        free(e);
+    }
+    hashmap_free(map);
+}
+
+/* ---- timers and signals ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    tern_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    c2s_sweep(srv, now);
+    throttle_prune(srv, &srv->auth_fail_ip, now, srv->cfg->auth_window);
+    throttle_prune(srv, &srv->auth_fail_account, now, srv->cfg->auth_window);
+    unsigned rw = 3600;
+    for (size_t i = 0; i < srv->nhosts; i++)
+        if (srv->hosts[i].cfg->registration_window > rw)
+            rw = srv->hosts[i].cfg->registration_window;
+    throttle_prune(srv, &srv->register_ip, now, rw);
+    if (srv->shutting_down && srv->nsessions == 0) {
+        uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
+        uv_close((uv_handle_t *)&srv->sig_term, NULL);
+        uv_close((uv_handle_t *)&srv->sig_int, NULL);
+        uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+        if (srv->storage) {
+            storage_stop(srv->storage);
+            srv->storage = NULL;
+        }
+    }
+}
+
+static void on_term(uv_signal_t *sig, int signum)
+{
+    tern_server_t *srv = sig->data;
+    if (srv->shutting_down)
+        return;
+    log_info("main", "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(srv);
+}
+
+static void on_hup(uv_signal_t *sig, int signum)
+{
+    tern_server_t *srv = sig->data;
+    log_info("main", "received SIGHUP: reloading %s", srv->config_path);
+    server_reload(srv);
+}
+
+int server_start(tern_server_t *srv, char *err, size_t errlen)
+{
+    const config_t *cfg = srv->cfg;
+    const storage_driver_t *drv = storage_driver_find(cfg->storage);
+    if (!drv) {
+        snprintf(err, errlen, "unknown storage driver '%s'", cfg->storage);
+        return -1;
+    }
+    if (mkdir_parent(cfg->storage_path) != 0) {
+        snprintf(err, errlen, "cannot create directory for %s: %s", cfg->storage_path,
+                 strerror(errno));
+        return -1;
+    }
+    srv->storage = storage_start(srv->loop, drv, cfg->storage_path, err, errlen);
+    if (!srv->storage)
+        return -1;
+    for (size_t i = 0; cfg->listen && cfg->listen[i]; i++) {
+        if (cfg->c2s_port && c2s_listen(srv, cfg->listen[i], cfg->c2s_port, false, err, errlen))
+            return -1;
+        if (cfg->c2s_tls_port &&
+            c2s_listen(srv, cfg->listen[i], cfg->c2s_tls_port, true, err, errlen))
+            return -1;
+    }
+    uv_timer_init(srv->loop, &srv->sweep_timer);
+    srv->sweep_timer.data = srv;
+    uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
+    uv_signal_init(srv->loop, &srv->sig_term);
+    uv_signal_init(srv->loop, &srv->sig_int);
+    uv_signal_init(srv->loop, &srv->sig_hup);
+    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+    uv_signal_start(&srv->sig_term, on_term, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_term, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
+    srv->timers_started = true;
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < srv->nhosts; i++)
+        log_info("main", "serving host %s", srv->hosts[i].domain);
+    log_info("main", "ready");
+    return 0;
+}
+
+void server_shutdown(tern_server_t *srv)
+{
+    srv->shutting_down = true;
+    c2s_close_listeners(srv);
+    if (!srv->timers_started) {
+        /* Start-up failed half way: nothing is connected yet. */
+        if (srv->storage) {
+            storage_stop(srv->storage);
+            srv->storage = NULL;
+        }
+        return;
+    }
+    c2s_shutdown_all(srv);
+    /* The sweep finishes the job: it closes streams that do not finish
+     * closing within 3 s, then the storage queue and the handles. */
+    if (uv_is_active((uv_handle_t *)&srv->sweep_timer))
+        uv_timer_start(&srv->sweep_timer, on_sweep, 100, 100);
+}
+
+/* SIGHUP: certificates, log level and limits take effect for new work;
+ * listeners, storage and the host list need a restart. */
+int server_reload(tern_server_t *srv)
+{
+    char err[512] = "";
+    config_t *ncfg = config_load(srv->config_path, err, sizeof(err));
+    if (!ncfg) {
+        log_error("main", "reload failed, keeping the running configuration: %s", err);
+        return -1;
+    }
+    if (ncfg->nhosts != srv->cfg->nhosts) {
+        log_warn("main", "reload: the list of hosts changed; that needs a restart");
+    }
+    for (size_t i = 0; i < ncfg->nhosts; i++) {
+        const config_host_t *h = &ncfg->hosts[i];
+        if (!server_find_host(srv, h->domain))
+            continue;
+        if (tls_ctx_add_host(srv->tls, h->domain, h->certificate, h->key, err, sizeof(err)) != 0 ||
+            tls_ctx_add_host(srv->tls_direct, h->domain, h->certificate, h->key, err,
+                             sizeof(err)) != 0)
+            log_error("main", "reload: %s", err);
+    }
+    int lvl = log_level_parse(ncfg->log_level);
+    if (lvl >= 0)
+        log_set_level((log_level_t)lvl);
+    /* Hosts point into the config: swap their pointers to the new one. */
+    for (size_t i = 0; i < srv->nhosts; i++) {
+        const config_host_t *nh = config_find_host(ncfg, srv->hosts[i].domain);
+        if (nh)
+            srv->hosts[i].cfg = nh;
+        else
+            log_warn("main", "reload: host %s removed from config; needs a restart",
+                     srv->hosts[i].domain);
+    }
+    /* Keep the settings that cannot change without a restart. */
+    bool ok = true;
+    for (size_t i = 0; i < srv->nhosts; i++)
+        if (!config_find_host(ncfg, srv->hosts[i].domain))
+            ok = false;
+    if (!ok) {
+        for (size_t i = 0; i < srv->nhosts; i++)
+            srv->hosts[i].cfg = config_find_host(srv->cfg, srv->hosts[i].domain);
+        config_free(ncfg);
+        return -1;
+    }
+    ncfg->c2s_port = srv->cfg->c2s_port;
+    ncfg->c2s_tls_port = srv->cfg->c2s_tls_port;
+    config_t *old = srv->cfg;
+    /* Swap the listen list and storage settings back: they were used at
+     * start and cannot change under a running server. */
+    char **l = ncfg->listen;
+    ncfg->listen = old->listen;
+    old->listen = l;
+    char *sp = ncfg->storage_path;
+    ncfg->storage_path = old->storage_path;
+    old->storage_path = sp;
+    srv->cfg = ncfg;
+    config_free(old);
+    for (tern_session_t *s = srv->all_sessions; s; s = s->next_all)
+        if (s->parser)
+            xml_parser_set_max_stanza(s->parser, ncfg->max_stanza_size);
+    log_info("main", "configuration reloaded");
+    return 0;
+}
+
+void server_free(tern_server_t *srv)
+{
+    if (!srv)
+        return;
+    for (size_t i = 0; i < srv->nhosts; i++) {
+        tern_host_t *h = &srv->hosts[i];
+        modules_fini_host(h);
+        hashmap_free(&h->users);
+        hashmap_free(&h->sessions);
+        free(h->domain);
+    }
+    free(srv->hosts);
+    if (srv->tls)
+        tls_ctx_free(srv->tls);
+    if (srv->tls_direct)
+        tls_ctx_free(srv->tls_direct);
+    throttle_free_all(&srv->auth_fail_ip);
+    throttle_free_all(&srv->auth_fail_account);
+    throttle_free_all(&srv->register_ip);
+    size_t it = 0;
+    const char *k;
+    while (hashmap_next(&srv->conns_per_ip, &it, &k, NULL))
+        free((char *)k);
+    hashmap_free(&srv->conns_per_ip);
+    free(srv->config_path);
+    free(srv);
+}
+
+/* ---- module API: background work ---- */
+
+int tern_storage_submit(tern_server_t *srv, tern_storage_job job, tern_done_cb done, void *arg)
+{
+    if (!srv->storage)
+        return TERN_EIO;
+    return storage_submit(srv->storage, (storage_job_fn)job, done, arg);
+}
+
+typedef struct {
+    uv_work_t req;
+    int (*fn)(void *);
+    tern_done_cb done;
+    void *arg;
+    int result;
+} cpu_job_t;
+
+static void cpu_work(uv_work_t *req)
+{
+    cpu_job_t *j = req->data;
+    j->result = j->fn(j->arg);
+}
+
+static void cpu_after(uv_work_t *req, int status)
+{
+    cpu_job_t *j = req->data;
+    j->done(j->arg, status == 0 ? j->result : TERN_EIO);
+    free(j);
+}
+
+int tern_cpu_submit(tern_server_t *srv, int (*fn)(void *arg), tern_done_cb done, void *arg)
+{
+    cpu_job_t *j = tern_xcalloc(1, sizeof(*j));
+    j->req.data = j;
+    j->fn = fn;
+    j->done = done;
+    j->arg = arg;
+    int r = uv_queue_work(srv->loop, &j->req, cpu_work, cpu_after);
+    if (r != 0) {
+        free(j);
+        return TERN_EIO;
+    }
+    return 0;
+}

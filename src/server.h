@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT
+ * server.h - the server object and the internal structures shared by the
+ * c2s listener, the session manager and the router.
+ *
+ * One tern_server_t owns everything: the libuv loop, the loaded config, the
+ * TLS context, the storage queue, the virtual hosts (each with its module
+ * instances and its sessions) and the listeners. There is no file-level
+ * mutable state, so several servers could live in one process (the unit
+ * tests rely on that).
+ */
+#ifndef TERN_SERVER_H
+#define TERN_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/hashmap.h"
+#include "net/tls.h"
+#include "sasl/scram.h"
+#include "storage/storage.h"
+#include "tern/module.h"
+#include "xml/parser.h"
+#include "xml/stanza.h"
+#include "xmpp/jid.h"
+
+typedef struct c2s_listener c2s_listener_t;
+
+/* One registered iq handler. */
+typedef struct iq_handler {
+    tern_iq_cb cb;
+    void *state;
+    char *key; /* "ns\x1fname" (owned) */
+} iq_handler_t;
+
+typedef struct module_inst {
+    const tern_module_def_t *def;
+    void *state;
+    struct module_inst *next;
+} module_inst_t;
+
+typedef struct host_hook {
+    void *state;
+    union {
+        tern_features_cb features;
+        tern_session_cb session;
+    } cb;
+    struct host_hook *next;
+} host_hook_t;
+
+typedef struct disco_entry {
+    tern_scope_t scope;
+    char *category, *type, *name; /* identity when category != NULL */
+    char *var;                    /* feature otherwise */
+    struct disco_entry *next;
+} disco_entry_t;
+
+/* A user with at least one bound session on this host. */
+typedef struct sm_user {
+    char *bare;                  /* "local@domain", the map key */
+    struct tern_session *sessions; /* linked by next_resource */
+} sm_user_t;
+
+struct tern_host {
+    tern_server_t *srv;
+    char *domain;
+    const config_host_t *cfg; /* points into srv->cfg */
+    hashmap_t iq_handlers[TERN_SCOPE_COUNT];
+    module_inst_t *modules;
+    host_hook_t *feature_hooks, *bound_hooks, *closed_hooks;
+    disco_entry_t *disco;
+    hashmap_t users;    /* bare JID -> sm_user_t */
+    hashmap_t sessions; /* full JID -> tern_session_t */
+};
+
+typedef struct throttle_entry {
+    char *key;
+    unsigned count;
+    uint64_t window_start; /* ms */
+} throttle_entry_t;
+
+struct tern_server {
+    uv_loop_t *loop;
+    config_t *cfg;
+    char *config_path;
+    tls_ctx_t *tls;
+    tls_ctx_t *tls_direct; /* same certificates, ALPN xmpp-client */
+    storage_t *storage;
+    tern_host_t *hosts;
+    size_t nhosts;
+    c2s_listener_t *listeners;
+    struct tern_session *all_sessions; /* every open connection, for sweeps */
+    size_t nsessions;
+    uint64_t next_conn_id;
+    uv_timer_t sweep_timer;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    bool shutting_down;
+    bool timers_started;
+    hashmap_t auth_fail_ip, auth_fail_account, register_ip, conns_per_ip;
+    /* Shared I/O scratch: the loop is single-threaded and every read is
+     * processed before the next, so one buffer serves all connections
+     * and an idle connection holds none. */
+    char readbuf[65536];
+    char plainbuf[16384];
+    int exit_code;
+};
+
+/* ---- server.c ---- */
+tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_path, char *err,
+                          size_t errlen);
+int server_start(tern_server_t *srv, char *err, size_t errlen);
+void server_shutdown(tern_server_t *srv);
+void server_free(tern_server_t *srv);
+tern_host_t *server_find_host(tern_server_t *srv, const char *domain);
+int server_reload(tern_server_t *srv);
+
+/* ---- throttle (server.c) ---- */
+bool throttle_exceeded(tern_server_t *srv, hashmap_t *map, const char *key, unsigned limit,
+                       unsigned window_s);
+void throttle_hit(tern_server_t *srv, hashmap_t *map, const char *key, unsigned window_s);
+
+/* ---- modules.c ---- */
+int modules_init_host(tern_host_t *host, char *err, size_t errlen);
+void modules_fini_host(tern_host_t *host);
+/* Dispatches an iq to the host's handler for (scope, payload); returns
+ * TERN_PASS when there is none. */
+tern_handled_t modules_dispatch_iq(tern_host_t *host, tern_scope_t scope, tern_iq_t *iq);
+void modules_add_stream_features(tern_host_t *host, struct tern_session *s, xml_node_t *features);
+void modules_session_bound(tern_host_t *host, struct tern_session *s);
+void modules_session_closed(tern_host_t *host, struct tern_session *s);
+
+/* ---- c2s.c ---- */
+int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_tls, char *err,
+               size_t errlen);
+void c2s_close_listeners(tern_server_t *srv);
+/* Sweeps timeouts (called every second). */
+void c2s_sweep(tern_server_t *srv, uint64_t now_ms);
+void c2s_shutdown_all(tern_server_t *srv);
+/* Serialises st addressed to s and writes it. */
+void c2s_send_stanza(struct tern_session *s, const xml_stanza_t *st);
+
+/* ---- sm.c (session manager) ---- */
+int sm_bind(struct tern_session *s, const char *resource, char **err_cond);
+void sm_unbind(struct tern_session *s);
+struct tern_session *sm_find_full(tern_host_t *host, const char *full);
+sm_user_t *sm_find_user(tern_host_t *host, const char *bare);
+/* Presence without 'to' from a bound session. Takes a reference on st. */
+void sm_presence_broadcast(struct tern_session *s, xml_stanza_t *st);
+void sm_note_directed_presence(struct tern_session *s, const jid_t *to, const char *type);
+
+/* ---- router.c ---- */
+/* Routes a stanza whose 'from' is set; to may be NULL (no 'to'). origin is
+ * the local session that sent it, or NULL. st is borrowed. */
+void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const jid_t *to,
+                  struct tern_session *origin);
+/* Sends an error reply for st (never for type='error'). */
+void router_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                   const char *condition, const char *text);
+/* Builds the error reply without routing it; NULL for type='error'. */
+xml_stanza_t *stanza_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
+                                 const char *text);
+
+#endif
