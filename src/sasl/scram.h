@@ -55,7 +55,9 @@ typedef struct {
     size_t endpoint_len;
     bool plus_advertised; /* -PLUS mechanisms were offered on this stream */
     /* XEP-0474: the mechanism names and channel-binding types offered,
-     * exactly as advertised, for the d= attribute. May be NULL. */
+     * exactly as advertised, for the h= attribute of server-first-message.
+     * NULL-terminated arrays. advertised_mechs NULL: no h= attribute.
+     * advertised_cb_types NULL or empty: XEP-0440 was not offered. */
     const char *const *advertised_mechs;
     const char *const *advertised_cb_types;
 } scram_cb_t;
@@ -85,6 +87,22 @@ typedef struct scram_server scram_server_t;
  * must outlive the exchange). */
 scram_server_t *scram_server_new(const char *mech, const scram_cb_t *cb);
 void scram_server_free(scram_server_t *s);
+
+/* Unknown accounts get a salt derived from HMAC(key, username) so that
+ * repeated attempts see the same salt, as for a real account; key is a
+ * secret the caller holds for the server's lifetime (up to 64 bytes).
+ * iterations should match what real accounts use. Without this call the
+ * fake salt is random per exchange and the count is 4096. Call before
+ * scram_server_first. Returns 0 or TERN_EINVAL. */
+int scram_server_set_fake_params(scram_server_t *s, const unsigned char *key, size_t key_len,
+                                 unsigned iterations);
+
+/* TEST ONLY (known-answer vectors): force the server part of the nonce
+ * and the salt sent in server-first-message instead of fresh random ones.
+ * Never call these outside tests. Call before scram_server_first. Return 0
+ * or TERN_EINVAL. */
+int scram_server_set_nonce_for_test(scram_server_t *s, const char *server_nonce);
+int scram_server_set_salt_for_test(scram_server_t *s, const unsigned char *salt, size_t len);
 
 /* Step 1: parse client-first-message (already base64-decoded). On success
  * *username points to the normalised username (owned by s) and *authzid to
