@@ -72,13 +72,20 @@ typedef int (*storage_job_fn)(const storage_driver_t *drv, storage_db_t *db, voi
 typedef void (*storage_done_cb)(void *arg, int result);
 
 /* Opens the driver on a dedicated storage thread and wires completion to
- * loop. Returns NULL with err set on failure. */
+ * loop. Call on the loop thread. Returns NULL with err set on failure. */
 storage_t *storage_start(struct uv_loop_s *loop, const storage_driver_t *drv, const char *dsn,
                          char *err, size_t errlen);
 /* Runs the remaining jobs, then stops the thread and closes the driver.
- * Completions of jobs still queued run before this returns. */
+ * Completions of jobs still queued run before this returns (jobs they
+ * submit are run too). Call on the loop thread, possibly from a callback.
+ * The uv_async handle is closed with uv_close, which finishes on the next
+ * loop iteration: run the loop at least once more (e.g. uv_run(loop,
+ * UV_RUN_NOWAIT)) before uv_loop_close, or st is leaked. st must not be
+ * used after this returns. */
 void storage_stop(storage_t *st);
-/* Queues a job. arg is owned by the caller and must stay valid until done
- * runs. done is never called if this returns an error. */
+/* Queues a job; loop thread only (TERN_EPERM otherwise). arg is owned by
+ * the caller and must stay valid until done runs; done may be NULL. done is
+ * never called if this returns an error. While jobs are outstanding the
+ * queue keeps the loop alive; an idle queue does not. */
 int storage_submit(storage_t *st, storage_job_fn job, storage_done_cb done, void *arg);
 #endif

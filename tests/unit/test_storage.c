@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT
+ * test_storage.c - unit tests for the SQLite driver and the storage queue.
+ *
+ * Each test gets a fresh mkdtemp directory holding its database. Driver
+ * tests cover schema migration and refusal of newer schemas, accounts across
+ * two hosts, and key/value data; queue tests run a real uv loop to check
+ * that jobs run off the loop thread, completions come back on it in order,
+ * and storage_stop delivers everything still queued.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/common.h"
+#include "storage/storage.h"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+} fixture_t;
+
+static int rm_entry(const char *p, const struct stat *sb, int type, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = tern_xcalloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/tern-storage-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/tern.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static storage_db_t *open_db(const fixture_t *f)
+{
+    char err[256] = "";
+    storage_db_t *db = storage_sqlite_driver.open(f->path, err, sizeof(err));
+    if (!db)
+        fail_msg("open: %s", err);
+    return db;
+}
+
+/* Arbitrary but distinct bytes per seed, so a mix-up of columns shows. */
+static void fake_creds(scram_creds_t *c, unsigned seed)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < sizeof(c->salt); i++)
+        c->salt[i] = (unsigned char)(seed * 7 + i);
+    c->iterations = 4096 + seed;
+    static const size_t lens[SCRAM_HASH_COUNT] = {20, 32, 64};
+    for (int h = 0; h < SCRAM_HASH_COUNT; h++) {
+        for (size_t i = 0; i < lens[h]; i++) {
+            c->stored_key[h][i] = (unsigned char)(seed + 31 * h + i);
+            c->server_key[h][i] = (unsigned char)(seed * 3 + 17 * h + 2 * i + 1);
+        }
+    }
+}
+
+static int raw_user_version(const char *path)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void test_open_and_migrate(void **state)
+{
+    fixture_t *f = *state;
+    storage_db_t *db = open_db(f);
+    storage_sqlite_driver.close(db);
+
+    assert_int_equal(raw_user_version(f->path), 1);
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+
+    /* Reopening an up-to-date database must not re-run migrations (which
+     * would fail on the existing tables). */
+    db = open_db(f);
+    scram_creds_t c;
+    fake_creds(&c, 1);
+    assert_int_equal(storage_sqlite_driver.user_create(db, "localhost", "alice", &c), 0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    storage_sqlite_driver.close(db);
+    db = open_db(f);
+    scram_creds_t got;
+    assert_int_equal(storage_sqlite_driver.user_get(db, "localhost", "alice", &got), 0);
+    storage_sqlite_driver.close(db);
+
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture_t *f = *state;
+    storage_sqlite_driver.close(open_db(f));
+
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+
+    char err[256] = "";
+    storage_db_t *db = storage_sqlite_driver.open(f->path, err, sizeof(err));
+    assert_null(db);
+    assert_non_null(strstr(err, "newer"));
+    assert_non_null(strstr(err, "999"));
+    assert_int_equal(raw_user_version(f->path), 999);
+}
+
+static void test_open_errors(void **state)
+{
+    fixture_t *f = *state;
+    char err[256] = "";
+    char path[192];
+    snprintf(path, sizeof(path), "%s/missing/tern.db", f->dir);
+    assert_null(storage_sqlite_driver.open(path, err, sizeof(err)));
+    assert_non_null(strstr(err, "missing"));
+
+    snprintf(path, sizeof(path), "%s/junk.db", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not a database file at all\n", fp);
+    fclose(fp);
+    err[0] = '\0';
+    assert_null(storage_sqlite_driver.open(path, err, sizeof(err)));
+    assert_true(err[0] != '\0');
+}
+
+typedef struct {
+    char lines[16][64];
+    size_t n;
+} list_t;
+
+static void collect(void *ud, const char *host, const char *user)
+{
+    list_t *l = ud;
+    assert_true(l->n < TERN_ARRAY_LEN(l->lines));
+    snprintf(l->lines[l->n++], sizeof(l->lines[0]), "%s@%s", user, host);
+}
+
+static void test_users(void **state)
+{
+    fixture_t *f = *state;
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = open_db(f);
+    scram_creds_t c1, c2, got;
+    fake_creds(&c1, 1);
+    fake_creds(&c2, 2);
+
+    assert_int_equal(d->user_get(db, "a.example", "alice", &got), TERN_ENOENT);
+    assert_int_equal(d->user_create(db, "a.example", "bob", &c1), 0);
+    assert_int_equal(d->user_create(db, "a.example", "alice", &c1), 0);
+    assert_int_equal(d->user_create(db, "b.example", "alice", &c2), 0);
+    assert_int_equal(d->user_create(db, "a.example", "alice", &c2), TERN_EEXIST);
+
+    assert_int_equal(d->user_get(db, "a.example", "alice", &got), 0);
+    assert_memory_equal(&got, &c1, sizeof(got));
+    assert_int_equal(d->user_get(db, "b.example", "alice", &got), 0);
+    assert_memory_equal(&got, &c2, sizeof(got));
+
+    assert_int_equal(d->user_set_creds(db, "a.example", "alice", &c2), 0);
+    assert_int_equal(d->user_get(db, "a.example", "alice", &got), 0);
+    assert_memory_equal(&got, &c2, sizeof(got));
+    assert_int_equal(d->user_set_creds(db, "a.example", "carol", &c2), TERN_ENOENT);
+
+    list_t all = {0};
+    assert_int_equal(d->user_list(db, NULL, collect, &all), 0);
+    assert_int_equal(all.n, 3);
+    assert_string_equal(all.lines[0], "alice@a.example");
+    assert_string_equal(all.lines[1], "bob@a.example");
+    assert_string_equal(all.lines[2], "alice@b.example");
+
+    list_t b = {0};
+    assert_int_equal(d->user_list(db, "b.example", collect, &b), 0);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.lines[0], "alice@b.example");
+
+    list_t none = {0};
+    assert_int_equal(d->user_list(db, "c.example", collect, &none), 0);
+    assert_int_equal(none.n, 0);
+
+    assert_int_equal(d->user_delete(db, "a.example", "alice"), 0);
+    assert_int_equal(d->user_delete(db, "a.example", "alice"), TERN_ENOENT);
+    assert_int_equal(d->user_get(db, "a.example", "alice", &got), TERN_ENOENT);
+    assert_int_equal(d->user_get(db, "b.example", "alice", &got), 0);
+
+    list_t after = {0};
+    assert_int_equal(d->user_list(db, "a.example", collect, &after), 0);
+    assert_int_equal(after.n, 1);
+    assert_string_equal(after.lines[0], "bob@a.example");
+    d->close(db);
+}
+
+static void test_kv(void **state)
+{
+    fixture_t *f = *state;
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = open_db(f);
+    scram_creds_t c;
+    fake_creds(&c, 5);
+    assert_int_equal(d->user_create(db, "a.example", "alice", &c), 0);
+    assert_int_equal(d->user_create(db, "b.example", "alice", &c), 0);
+
+    char *v = (char *)"x";
+    size_t len = 99;
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "roster", "bob@b.example", &v, &len),
+                     TERN_ENOENT);
+    assert_null(v);
+    assert_int_equal(len, 0);
+
+    static const char bin[] = {'a', '\0', 'b', '\xff'};
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "roster", "bob", bin, sizeof(bin)), 0);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "roster", "bob", &v, &len), 0);
+    assert_int_equal(len, sizeof(bin));
+    assert_memory_equal(v, bin, sizeof(bin));
+    assert_int_equal(v[len], '\0');
+    free(v);
+
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "roster", "bob", "new", 3), 0);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "roster", "bob", &v, &len), 0);
+    assert_int_equal(len, 3);
+    assert_string_equal(v, "new");
+    free(v);
+
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "private", "empty", "", 0), 0);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "private", "empty", &v, &len), 0);
+    assert_int_equal(len, 0);
+    assert_string_equal(v, "");
+    free(v);
+
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "vcard", "", "card", 4), 0);
+    assert_int_equal(d->kv_put(db, "b.example", "alice", "vcard", "", "other", 5), 0);
+
+    assert_int_equal(d->kv_del(db, "a.example", "alice", "private", "empty"), 0);
+    assert_int_equal(d->kv_del(db, "a.example", "alice", "private", "empty"), TERN_ENOENT);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "private", "empty", &v, &len),
+                     TERN_ENOENT);
+
+    /* Deleting the account takes its data with it, and only its data. */
+    assert_int_equal(d->user_delete(db, "a.example", "alice"), 0);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "roster", "bob", &v, &len), TERN_ENOENT);
+    assert_int_equal(d->kv_get(db, "a.example", "alice", "vcard", "", &v, &len), TERN_ENOENT);
+    assert_int_equal(d->kv_get(db, "b.example", "alice", "vcard", "", &v, &len), 0);
+    assert_string_equal(v, "other");
+    free(v);
+    d->close(db);
+}
+
+/* ---- asynchronous queue ---- */
+
+#define NJOBS 100
+
+typedef struct {
+    pthread_t loop_thread;
+    pthread_t storage_thread;
+    bool storage_thread_seen;
+    bool wrong_thread;
+    int ran[NJOBS * 2]; /* written by the storage thread, in run order */
+    int nran;
+    int done_order[NJOBS * 2];
+    int ndone;
+    storage_t *st;
+    int chained; /* follow-up jobs still to submit from completions */
+} queue_ctx_t;
+
+typedef struct {
+    queue_ctx_t *ctx;
+    int idx;
+    bool slow;
+} job_arg_t;
+
+static int job_record(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    job_arg_t *a = arg;
+    queue_ctx_t *ctx = a->ctx;
+    /* Fields read here are only written by the loop thread before submit,
+     * and those written here are only read by it after the completion, so
+     * the queue's locking orders all accesses. */
+    /* No cmocka assertions here: a failure would longjmp off this thread. */
+    if (pthread_equal(pthread_self(), ctx->loop_thread) ||
+        (ctx->storage_thread_seen && !pthread_equal(pthread_self(), ctx->storage_thread)))
+        ctx->wrong_thread = true;
+    ctx->storage_thread = pthread_self();
+    ctx->storage_thread_seen = true;
+    if (a->slow)
+        usleep(2000);
+
+    char user[32];
+    snprintf(user, sizeof(user), "u%03d", a->idx);
+    scram_creds_t c;
+    fake_creds(&c, (unsigned)a->idx);
+    int rc = drv->user_create(db, "localhost", user, &c);
+    ctx->ran[ctx->nran++] = a->idx;
+    return rc == 0 ? a->idx : rc;
+}
+
+static void job_done(void *arg, int result)
+{
+    job_arg_t *a = arg;
+    queue_ctx_t *ctx = a->ctx;
+    assert_true(pthread_equal(pthread_self(), ctx->loop_thread));
+    assert_false(ctx->wrong_thread);
+    assert_int_equal(result, a->idx);
+    ctx->done_order[ctx->ndone++] = a->idx;
+}
+
+static void test_queue_order(void **state)
+{
+    fixture_t *f = *state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    queue_ctx_t ctx = {.loop_thread = pthread_self()};
+    char err[256] = "";
+    storage_t *st = storage_start(&loop, &storage_sqlite_driver, f->path, err, sizeof(err));
+    if (!st)
+        fail_msg("storage_start: %s", err);
+
+    job_arg_t *args = tern_xcalloc(NJOBS, sizeof(*args));
+    for (int i = 0; i < NJOBS; i++) {
+        args[i] = (job_arg_t){.ctx = &ctx, .idx = i};
+        assert_int_equal(storage_submit(st, job_record, job_done, &args[i]), 0);
+    }
+    assert_int_equal(storage_submit(st, NULL, job_done, &args[0]), TERN_EINVAL);
+
+    /* Outstanding jobs keep the loop alive, so a plain run delivers all. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(ctx.ndone, NJOBS);
+    for (int i = 0; i < NJOBS; i++) {
+        assert_int_equal(ctx.ran[i], i);
+        assert_int_equal(ctx.done_order[i], i);
+    }
+
+    storage_stop(st);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(args);
+
+    storage_db_t *db = open_db(f);
+    scram_creds_t got, want;
+    assert_int_equal(storage_sqlite_driver.user_get(db, "localhost", "u042", &got), 0);
+    fake_creds(&want, 42);
+    assert_memory_equal(&got, &want, sizeof(got));
+    storage_sqlite_driver.close(db);
+}
+
+static void chain_done(void *arg, int result);
+
+static void chain_done(void *arg, int result)
+{
+    job_done(arg, result);
+    job_arg_t *a = arg;
+    queue_ctx_t *ctx = a->ctx;
+    if (ctx->chained > 0) {
+        ctx->chained--;
+        /* The follow-up reuses the slot NJOBS above this job's. */
+        job_arg_t *next = a + NJOBS;
+        *next = (job_arg_t){.ctx = ctx, .idx = a->idx + NJOBS, .slow = true};
+        assert_int_equal(storage_submit(ctx->st, job_record, job_done, next), 0);
+    }
+}
+
+static void test_queue_stop_with_pending(void **state)
+{
+    fixture_t *f = *state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    queue_ctx_t ctx = {.loop_thread = pthread_self(), .chained = 1};
+    char err[256] = "";
+    ctx.st = storage_start(&loop, &storage_sqlite_driver, f->path, err, sizeof(err));
+    if (!ctx.st)
+        fail_msg("storage_start: %s", err);
+
+    job_arg_t *args = tern_xcalloc(NJOBS * 2, sizeof(*args));
+    const int n = 20;
+    for (int i = 0; i < n; i++) {
+        args[i] = (job_arg_t){.ctx = &ctx, .idx = i, .slow = true};
+        assert_int_equal(
+            storage_submit(ctx.st, job_record, i == n - 1 ? chain_done : job_done, &args[i]), 0);
+    }
+    /* Stop without ever running the loop: every completion, including the
+     * one submitted by a completion during the stop, runs inside stop. */
+    storage_stop(ctx.st);
+    assert_int_equal(ctx.ndone, n + 1);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ctx.done_order[i], i);
+    assert_int_equal(ctx.done_order[n], n - 1 + NJOBS);
+
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(args);
+}
+
+static void stop_from_done(void *arg, int result)
+{
+    job_arg_t *a = arg;
+    queue_ctx_t *ctx = a->ctx;
+    job_done(arg, result);
+    if (a->idx == 0) {
+        storage_stop(ctx->st);
+        /* The jobs still queued were delivered by the stop itself. */
+        assert_int_equal(ctx->ndone, 3);
+    }
+}
+
+static void test_queue_stop_from_callback(void **state)
+{
+    fixture_t *f = *state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    queue_ctx_t ctx = {.loop_thread = pthread_self()};
+    char err[256] = "";
+    ctx.st = storage_start(&loop, &storage_sqlite_driver, f->path, err, sizeof(err));
+    if (!ctx.st)
+        fail_msg("storage_start: %s", err);
+    job_arg_t args[3];
+    for (int i = 0; i < 3; i++) {
+        args[i] = (job_arg_t){.ctx = &ctx, .idx = i, .slow = i > 0};
+        assert_int_equal(storage_submit(ctx.st, job_record, stop_from_done, &args[i]), 0);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(ctx.ndone, 3);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_queue_start_failure(void **state)
+{
+    fixture_t *f = *state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char err[256] = "";
+    char path[192];
+    snprintf(path, sizeof(path), "%s/missing/tern.db", f->dir);
+    assert_null(storage_start(&loop, &storage_sqlite_driver, path, err, sizeof(err)));
+    assert_non_null(strstr(err, "missing"));
+    /* No handle may be left behind on failure. */
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    assert_ptr_equal(storage_driver_find("sqlite"), &storage_sqlite_driver);
+    assert_null(storage_driver_find("nosuch"));
+    assert_null(storage_driver_find(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_and_migrate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_stop_with_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_stop_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_start_failure, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
