@@ -313,6 +313,7 @@ static void append_lit(char **buf, size_t *len, size_t *cap, const char *s)
     }
     memcpy(*buf + *len, s, n);
     *len += n;
+    (*buf)[*len] = '\0'; /* callers may use the buffer as a C string */
 }
 
 static void send_header(tern_session_t *s, const char *from_domain)
@@ -730,6 +731,7 @@ static void on_stanza(void *ud, xml_stanza_t *st)
     } else if (strcmp(root->ns, NS_SASL) == 0) {
         c2s_handle_sasl(s, root);
     } else if (strcmp(root->ns, NS_CLIENT) != 0 || !is_stanza_name(root->name)) {
+        log_debug(s->tag, "unexpected element {%s}%s", root->ns, root->name);
         c2s_close(s, "unsupported-stanza-type", NULL);
     } else if (!s->authenticated) {
         if (strcmp(root->name, "iq") == 0)

@@ -87,9 +87,9 @@ void *hashmap_put(hashmap_t *m, const char *key, void *value)
     uint64_t h = hash_str(key, m->seed);
     hashmap_entry_t *e = find_slot(m, key, h);
     if (e) {
+        /* The stored key stays: it may be the one the caller owns. */
         void *old = e->value;
         e->value = value;
-        e->key = key;
         return old;
     }
     if ((m->used + m->tombs + 1) * 4 >= m->cap * 3)

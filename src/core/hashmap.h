@@ -30,7 +30,8 @@ typedef struct {
 void hashmap_init(hashmap_t *m);
 void hashmap_free(hashmap_t *m);
 void *hashmap_get(const hashmap_t *m, const char *key);
-/* Inserts or replaces; returns the previous value or NULL. */
+/* Inserts or replaces; returns the previous value or NULL. On replace the
+ * key already stored is kept (key is not taken). */
 void *hashmap_put(hashmap_t *m, const char *key, void *value);
 /* Removes; returns the removed value or NULL. */
 void *hashmap_del(hashmap_t *m, const char *key);

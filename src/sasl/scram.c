@@ -603,7 +603,13 @@ static sasl_error_t parse_gs2_header(scram_server_t *s, const char *msg, size_t 
         }
     } else if (s->plus) {
         return SASL_ERR_NOT_AUTHORIZED;
-    } else if (flag == 'y' && s->cb.plus_advertised) {
+    } else if (flag == 'y' && s->cb.plus_advertised &&
+               !(s->cb.advertised_cb_types && s->cb.advertised_cb_types[0])) {
+        /* RFC 5802 §6: 'y' means "I can bind but think you cannot", a
+         * downgrade sign when -PLUS was offered. With XEP-0440 the client
+         * saw our binding types, so 'y' just says none of them is one it
+         * supports (e.g. a tls-unique-only client on TLS 1.3); mechanism
+         * stripping is then caught by XEP-0474's h= attribute instead. */
         return SASL_ERR_NOT_AUTHORIZED;
     }
     return SASL_ERR_NONE;

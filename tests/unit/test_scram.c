@@ -553,6 +553,12 @@ static void test_y_downgrade(void **state)
                      SASL_ERR_NOT_AUTHORIZED);
     assert_int_equal(first_step("SCRAM-SHA-256", &not_advertised, "y,,n=u,r=x"), SASL_ERR_NONE);
     assert_int_equal(first_step("SCRAM-SHA-256", &advertised, "n,,n=u,r=x"), SASL_ERR_NONE);
+    /* With XEP-0440 types announced, 'y' means the client supports none of
+     * them (slixmpp: tls-unique only); that is not a downgrade. */
+    static const char *const types[] = {"tls-exporter", NULL};
+    scram_cb_t with_types = advertised;
+    with_types.advertised_cb_types = types;
+    assert_int_equal(first_step("SCRAM-SHA-256", &with_types, "y,,n=u,r=x"), SASL_ERR_NONE);
 }
 
 /* ---- malformed input and state machine --------------------------------- */
