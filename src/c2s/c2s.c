@@ -959,6 +959,9 @@ static void on_connection(uv_stream_t *server, int status)
             uv_ip4_name((struct sockaddr_in *)&ss, s->ip, sizeof(s->ip));
     }
     uv_tcp_nodelay(&s->tcp, 1);
+    /* Half-open connections (peer vanished without FIN) are found by TCP
+     * keepalive even when the idle timeout is long. */
+    uv_tcp_keepalive(&s->tcp, 1, 120);
     s->opened_ms = s->last_rx_ms = uv_now(srv->loop);
     s->next_all = srv->all_sessions;
     if (srv->all_sessions)

@@ -314,7 +314,10 @@ static void *register_init(tern_module_t *m)
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_REGISTER, "query", on_account);
     tern_register_iq(m, TERN_SCOPE_SERVER, NS_REGISTER, "query", on_account);
     tern_register_stream_features(m, features);
-    tern_register_disco_feature(m, TERN_SCOPE_SERVER, NS_REGISTER);
+    /* Advertised only where creating accounts is possible; password
+     * change and removal work on every host regardless. */
+    if (tern_host_config(r->host)->registration)
+        tern_register_disco_feature(m, TERN_SCOPE_SERVER, NS_REGISTER);
     return r;
 }
 
