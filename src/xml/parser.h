@@ -12,9 +12,13 @@
  * XML_PARSE_RESTRICTED. No entity is ever expanded. Stanza size is counted
  * in bytes fed while inside a stanza and checked while parsing, so a stanza
  * larger than max_stanza_bytes is refused before it has been buffered whole
- * (XML_PARSE_TOO_BIG). Nesting deeper than XML_MAX_DEPTH is also TOO_BIG.
+ * (XML_PARSE_TOO_BIG). An element deeper than XML_MAX_DEPTH (a stanza is
+ * at depth 1) is also TOO_BIG.
  * Character data between stanzas (whitespace keepalives) is accepted;
- * non-whitespace text at depth 1 is not-well-formed.
+ * non-whitespace text at depth 1 is not-well-formed. The limit also bounds
+ * the stream header and anything else outside stanzas: no single unit
+ * (stanza, header, or the bytes since the last complete event) may exceed
+ * it. Input is always UTF-8, whatever an XML declaration says.
  *
  * Not thread-safe; no global state; the expat hash salt is random per
  * parser.
@@ -39,23 +43,33 @@ typedef enum {
 
 typedef struct xml_parser xml_parser_t;
 
-/* Attributes of the stream header, as parallel name/value arrays ending in
- * a NULL name. Namespaced attribute names are "uri|local" except xml:lang
- * ("xml:lang"). */
+/* Attributes of the stream header, as a flat name/value array ending in a
+ * NULL name (attrs[0] = name0, attrs[1] = value0, ...). Namespaced
+ * attribute names are "uri|local" except in the xml namespace ("xml:lang").
+ * After the attributes come the header's namespace declarations, as
+ * "xmlns" (the default namespace, i.e. the stream's content namespace) and
+ * "xmlns:prefix" entries, so the stream layer can check them; their value
+ * is "" for an undeclaration (xmlns=''). */
 typedef struct {
-    /* Called with the header element: name is the local name ("stream"), ns
-     * its namespace URI, and prefix_ns_stream the namespace of "stream" */
+    /* Called with the header element whatever its name and namespace (the
+     * stream layer decides the error): name is the local name ("stream"),
+     * ns its namespace URI. attrs is valid only during the call. */
     void (*on_stream_open)(void *ud, const char *name, const char *ns, const char **attrs);
     /* Takes ownership of st (one reference). */
     void (*on_stanza)(void *ud, xml_stanza_t *st);
     void (*on_stream_close)(void *ud);
 } xml_parser_cb_t;
 
-/* Creates a parser. cb is copied. Returns NULL on OOM. */
+/* Creates a parser. cb is copied (NULL or NULL members: events ignored,
+ * stanzas freed). Returns NULL on OOM. xml_parser_free must not be called
+ * from a callback. */
 xml_parser_t *xml_parser_new(const xml_parser_cb_t *cb, void *ud, size_t max_stanza_bytes);
 void xml_parser_free(xml_parser_t *p);
 /* Prepares for a new stream (after STARTTLS or SASL success). Bytes fed
- * before the reset never reach the new stream. Returns 0 or TERN_ENOMEM. */
+ * before the reset never reach the new stream. Also revives a dead parser.
+ * Called from a callback it acts as xml_parser_stop and the reset happens
+ * when feed returns (STOPPED); the rest of the data belongs to the new
+ * stream. Returns 0 or TERN_ENOMEM. */
 int xml_parser_reset(xml_parser_t *p);
 /* Parses len bytes. Callbacks run synchronously from inside this call. A
  * callback may call xml_parser_stop() (e.g. on stream restart or error);
@@ -63,9 +77,16 @@ int xml_parser_reset(xml_parser_t *p);
  * data were used up to and including the event that stopped it, so the
  * caller can hand the rest to the next layer (e.g. after STARTTLS nothing
  * must be left; after SASL success the rest goes to the reset parser).
- * After any status other than OK and STOPPED the parser is dead. */
-xml_parse_status_t xml_parser_feed(xml_parser_t *p, const char *data, size_t len,
-                                   size_t *consumed);
+ * Without a reset, feeding the rest (data + *consumed, possibly followed by
+ * newer bytes) continues the same stream, e.g. after pausing input; the
+ * next feed after STOPPED must start at that byte and include at least the
+ * rest of the stopped call's data. *consumed is len after OK. Events that
+ * come from the same token as the stopping one (a self-closing stream
+ * header's close) are still delivered. After any status other than OK and
+ * STOPPED the parser is dead and keeps returning that status (*consumed 0)
+ * until reset. Must not be called from a callback (returns STOPPED, 0). */
+xml_parse_status_t xml_parser_feed(xml_parser_t *p, const char *data, size_t len, size_t *consumed);
+/* Only has an effect from inside a callback. */
 void xml_parser_stop(xml_parser_t *p);
 void xml_parser_set_max_stanza(xml_parser_t *p, size_t max_stanza_bytes);
 /* Human-readable detail of the last error (for logs), never NULL. */

@@ -11,8 +11,8 @@
  *
  * Names and namespaces are kept resolved: node->name is the local name and
  * node->ns the namespace URI (never a prefix). Attribute names are the local
- * name, or "uri|local" for namespaced attributes except xml:lang, which is
- * kept as "xml:lang".
+ * name, or "uri|local" for namespaced attributes except those in the xml
+ * namespace, which are kept as "xml:lang" (and "xml:space").
  */
 #ifndef TERN_XML_STANZA_H
 #define TERN_XML_STANZA_H
@@ -57,14 +57,20 @@ xml_node_t *xml_stanza_root(const xml_stanza_t *st);
 /* Bytes allocated in the stanza's arena (for accounting and limits). */
 size_t xml_stanza_mem(const xml_stanza_t *st);
 
-/* Building. Strings are copied into the stanza's arena. */
+/* Building. Strings are copied into the stanza's arena. ns NULL means the
+ * parent's namespace. Return NULL only if parent is NULL or a text node. */
 xml_node_t *xml_node_add_child(xml_node_t *parent, const char *name, const char *ns);
 xml_node_t *xml_node_add_text(xml_node_t *parent, const char *text, size_t len);
 /* Adds a text child with the given C string (convenience). */
 xml_node_t *xml_node_add_child_text(xml_node_t *parent, const char *name, const char *ns,
                                     const char *text);
-/* Sets (replacing) an attribute; value NULL removes it. */
+/* Sets (replacing) an attribute; value NULL removes it. Attributes named
+ * "xmlns" or "xmlns:*" are never serialised: the namespace is node->ns. */
 void xml_node_set_attr(xml_node_t *node, const char *name, const char *value);
+/* Adds an attribute in O(1) without looking for one of the same name; it
+ * goes first in the list. For producers that already guarantee unique names
+ * (the parser: expat rejects duplicates) and add in reverse order. */
+void xml_node_push_attr(xml_node_t *node, const char *name, const char *value);
 /* Removes node (and its subtree) from its parent. Memory stays in the arena. */
 void xml_node_detach(xml_node_t *node);
 /* Deep-copies src (from any stanza) as the last child of parent. */
@@ -78,25 +84,33 @@ xml_node_t *xml_node_child(const xml_node_t *node, const char *name, const char 
 xml_node_t *xml_node_next(const xml_node_t *child, const char *name, const char *ns);
 /* First element child of any name/namespace, or NULL. */
 xml_node_t *xml_node_first_element(const xml_node_t *node);
-/* Concatenated text of the direct text children; returned string lives in
- * the arena (or is "" static). */
+/* Concatenated text of the direct text children (of a text node: its
+ * text); returned string lives in the arena (or is "" static). Parsed
+ * stanzas have one text node per run of character data, so this allocates
+ * only for mixed content (text, element, text). */
 const char *xml_node_text(const xml_node_t *node);
+/* An element with that name and namespace (NULL = any); false for NULL. */
 bool xml_node_is(const xml_node_t *node, const char *name, const char *ns);
 
 /* Serialisation.
  *
- * Appends the XML of node to a growable buffer: *buf/*len/*cap is a
+ * Appends the XML of node to a growable buffer: *buf, *len, *cap is a
  * malloc'd buffer owned by the caller (may start NULL/0/0). parent_ns is the
  * default namespace in scope where the element is written ("jabber:client"
  * for stanzas on a c2s stream); xmlns is emitted only where a node's
  * namespace differs from its parent's. Text and attribute values are
- * escaped (&lt; &gt; &amp; &quot; &apos;). Returns 0 or TERN_ENOMEM. */
+ * escaped (&lt; &gt; &amp; &quot; &apos;; in attributes also tab, LF and
+ * CR as character references, in text CR). C0 control characters, which
+ * XML 1.0 cannot carry, are dropped. Attributes "uri|local" get a prefix
+ * nsN declared on their element. The buffer stays valid (and is owned by
+ * the caller) on failure. Returns 0 or TERN_ENOMEM. */
 int xml_node_serialize(const xml_node_t *node, const char *parent_ns, char **buf, size_t *len,
                        size_t *cap);
 /* Convenience: returns a malloc'd NUL-terminated string (caller frees). */
 char *xml_node_to_string(const xml_node_t *node, const char *parent_ns, size_t *len_out);
 
-/* Escape text for XML into the growable buffer (same contract as above). */
+/* Escape text for XML into the growable buffer (same contract as above).
+ * Safe for attribute values in either quote style and for text. */
 int xml_escape_append(const char *s, size_t n, char **buf, size_t *len, size_t *cap);
 
 #endif
