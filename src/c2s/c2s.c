@@ -539,7 +539,9 @@ static void on_stream_open(void *ud, const char *name, const char *ns, const cha
         return;
     }
 
-    if (strcmp(name, "stream") != 0 || strcmp(ns, NS_STREAM) != 0) {
+    const char *content_ns = attr_of(attrs, "xmlns");
+    if (strcmp(name, "stream") != 0 || strcmp(ns, NS_STREAM) != 0 || !content_ns ||
+        strcmp(content_ns, NS_CLIENT) != 0) {
         c2s_close(s, "invalid-namespace", NULL);
         return;
     }
@@ -820,6 +822,9 @@ static void c2s_input(tern_session_t *s, const char *data, size_t len)
             return;
         case XML_PARSE_NOMEM:
             c2s_close(s, "resource-constraint", NULL);
+            return;
+        case XML_PARSE_BAD_ENCODING:
+            c2s_close(s, "unsupported-encoding", NULL);
             return;
         }
     }

@@ -301,7 +301,12 @@ static tern_handled_t on_account(void *st, tern_iq_t *iq)
 static void features(void *st, tern_session_t *s, xml_node_t *f)
 {
     reg_t *r = st;
-    if (tern_host_config(r->host)->registration && !tern_session_is_authenticated(s))
+    /* Offered only where a password may travel: after TLS, unless the
+     * admin allowed plaintext streams. */
+    bool may_send_password =
+        tern_session_is_secure(s) || !tern_host_server_config(r->host)->require_encryption;
+    if (tern_host_config(r->host)->registration && !tern_session_is_authenticated(s) &&
+        may_send_password)
         xml_node_add_child(f, "register", NS_FEATURE_REGISTER);
 }
 

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -452,6 +453,15 @@ static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
         p->unit_start = event_end(p);
 }
 
+/* RFC 6120 §11.6: streams are UTF-8; a declaration of anything else gets
+ * unsupported-encoding rather than being silently reinterpreted. */
+static void XMLCALL on_xml_decl(void *ud, const XML_Char *version, const XML_Char *encoding,
+                                int standalone)
+{
+    if (encoding && strcasecmp(encoding, "UTF-8") != 0)
+        fail(ud, XML_PARSE_BAD_ENCODING, "encoding is not UTF-8");
+}
+
 static void XMLCALL on_comment(void *ud, const XML_Char *data)
 {
     fail(ud, XML_PARSE_RESTRICTED, "comment");
@@ -506,6 +516,7 @@ static void setup(xml_parser_t *p)
     XML_SetStartNamespaceDeclHandler(xp, on_ns_decl);
     XML_SetDefaultHandler(xp, on_default);
     XML_SetCommentHandler(xp, on_comment);
+    XML_SetXmlDeclHandler(xp, on_xml_decl);
     XML_SetProcessingInstructionHandler(xp, on_pi);
     XML_SetStartDoctypeDeclHandler(xp, on_doctype);
     XML_SetEntityDeclHandler(xp, on_entity_decl);
