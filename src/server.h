@@ -58,7 +58,7 @@ typedef struct disco_entry {
 
 /* A user with at least one bound session on this host. */
 typedef struct sm_user {
-    char *bare;                  /* "local@domain", the map key */
+    char *bare;                    /* "local@domain", the map key */
     struct tern_session *sessions; /* linked by next_resource */
 } sm_user_t;
 

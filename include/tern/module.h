@@ -52,12 +52,12 @@ typedef enum { TERN_PASS = 0, TERN_HANDLED = 1 } tern_handled_t;
 /* Everything a handler needs to know about one incoming iq. */
 typedef struct {
     tern_host_t *host;
-    xml_stanza_t *stanza;       /* borrowed */
-    xml_node_t *payload;        /* the first child element */
-    const jid_t *from;          /* stamped sender; NULL before authentication */
-    const jid_t *to;            /* NULL for no 'to' */
-    tern_session_t *session;    /* originating local session, or NULL */
-    bool is_set;                /* type='set' (else 'get') */
+    xml_stanza_t *stanza;    /* borrowed */
+    xml_node_t *payload;     /* the first child element */
+    const jid_t *from;       /* stamped sender; NULL before authentication */
+    const jid_t *to;         /* NULL for no 'to' */
+    tern_session_t *session; /* originating local session, or NULL */
+    bool is_set;             /* type='set' (else 'get') */
 } tern_iq_t;
 
 typedef tern_handled_t (*tern_iq_cb)(void *mod_state, tern_iq_t *iq);

@@ -106,8 +106,7 @@ static void sasl_failure(tern_session_t *s, sasl_error_t err, bool counts)
 static void sasl_success(tern_session_t *s, const char *final, size_t len)
 {
     send_sasl_el(s, "success", final, len);
-    log_info(s->tag, "authenticated as %s@%s (%s)", s->auth_user, s->host->domain,
-             s->sasl_mech);
+    log_info(s->tag, "authenticated as %s@%s (%s)", s->auth_user, s->host->domain, s->sasl_mech);
     reset_exchange(s);
     s->authenticated = true;
     c2s_restart_stream(s);
@@ -145,8 +144,8 @@ static void scram_creds_done(void *arg, int result)
     } else {
         char *out = NULL;
         size_t outlen = 0;
-        sasl_error_t e = scram_server_first(s->scram, result == 0 ? &j->creds : NULL, &out,
-                                            &outlen);
+        sasl_error_t e =
+            scram_server_first(s->scram, result == 0 ? &j->creds : NULL, &out, &outlen);
         if (e != SASL_ERR_NONE)
             sasl_failure(s, e, false);
         else
@@ -157,8 +156,7 @@ static void scram_creds_done(void *arg, int result)
     c2s_session_resume(s);
 }
 
-static void start_scram(tern_session_t *s, const char *mech, const unsigned char *data,
-                        size_t len)
+static void start_scram(tern_session_t *s, const char *mech, const unsigned char *data, size_t len)
 {
     const char *const *mechs, *const *cbs;
     c2s_offered_mechs(s, &mechs, &cbs);
@@ -186,8 +184,8 @@ static void start_scram(tern_session_t *s, const char *mech, const unsigned char
         return;
     }
     const char *username = NULL, *authzid = NULL;
-    sasl_error_t e = scram_server_client_first(s->scram, (const char *)data, len, &username,
-                                               &authzid);
+    sasl_error_t e =
+        scram_server_client_first(s->scram, (const char *)data, len, &username, &authzid);
     if (e != SASL_ERR_NONE) {
         sasl_failure(s, e, false);
         return;
@@ -212,9 +210,9 @@ static void start_scram(tern_session_t *s, const char *mech, const unsigned char
     if (authzid && *authzid) {
         jid_t az = {0};
         char *bare = NULL;
-        bool ok = jid_parse(authzid, &az) == 0 && (bare = jid_bare_string(&az)) &&
-                  az.local && strcmp(az.local, user) == 0 &&
-                  strcmp(az.domain, s->host->domain) == 0 && !az.resource;
+        bool ok = jid_parse(authzid, &az) == 0 && (bare = jid_bare_string(&az)) && az.local &&
+                  strcmp(az.local, user) == 0 && strcmp(az.domain, s->host->domain) == 0 &&
+                  !az.resource;
         free(bare);
         jid_clear(&az);
         if (!ok) {
@@ -287,8 +285,8 @@ static void plain_creds_done(void *arg, int result)
     if (result == 0 && tern_cpu_submit(s->srv, plain_verify, plain_verified, j) == 0)
         return;
     s->auth_busy = false;
-    sasl_failure(s, result == TERN_ENOENT ? SASL_ERR_NOT_AUTHORIZED
-                                          : SASL_ERR_TEMPORARY_AUTH_FAILURE,
+    sasl_failure(s,
+                 result == TERN_ENOENT ? SASL_ERR_NOT_AUTHORIZED : SASL_ERR_TEMPORARY_AUTH_FAILURE,
                  result == TERN_ENOENT);
     job_free(j);
     c2s_session_resume(s);
@@ -298,8 +296,8 @@ static void start_plain(tern_session_t *s, const unsigned char *data, size_t len
 {
     char *storage = NULL;
     const char *authzid, *authcid, *password;
-    sasl_error_t e = sasl_plain_parse((const char *)data, len, &storage, &authzid, &authcid,
-                                      &password);
+    sasl_error_t e =
+        sasl_plain_parse((const char *)data, len, &storage, &authzid, &authcid, &password);
     if (e != SASL_ERR_NONE) {
         sasl_failure(s, e, false);
         return;

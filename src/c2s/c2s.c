@@ -253,7 +253,8 @@ static void flush_tls(tern_session_t *s)
 {
     char buf[16384];
     size_t n;
-    while (s->tls && s->state != C2S_CLOSED && (n = tls_conn_out_read(s->tls, buf, sizeof(buf))) > 0)
+    while (s->tls && s->state != C2S_CLOSED &&
+           (n = tls_conn_out_read(s->tls, buf, sizeof(buf))) > 0)
         write_bytes(s, buf, n);
 }
 
@@ -327,8 +328,8 @@ static void send_header(tern_session_t *s, const char *from_domain)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     append_lit(&buf, &len, &cap,
-               "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
-               "' xmlns:stream='" NS_STREAM "' version='1.0' id='");
+               "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT "' xmlns:stream='" NS_STREAM
+               "' version='1.0' id='");
     append_lit(&buf, &len, &cap, id);
     append_lit(&buf, &len, &cap, "' from='");
     append_escaped(&buf, &len, &cap, from_domain);
@@ -427,17 +428,20 @@ bool c2s_may_authenticate(const tern_session_t *s)
     return tls_allowed_before_auth(s);
 }
 
-static const char *const mechs_tls[] = {"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS",
-                                        "SCRAM-SHA-1-PLUS",   "SCRAM-SHA-512",
-                                        "SCRAM-SHA-256",      "SCRAM-SHA-1",
-                                        "PLAIN",              NULL};
+static const char *const mechs_tls[] = {"SCRAM-SHA-512-PLUS",
+                                        "SCRAM-SHA-256-PLUS",
+                                        "SCRAM-SHA-1-PLUS",
+                                        "SCRAM-SHA-512",
+                                        "SCRAM-SHA-256",
+                                        "SCRAM-SHA-1",
+                                        "PLAIN",
+                                        NULL};
 static const char *const mechs_clear[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", NULL};
 static const char *const cbs_tls13[] = {"tls-exporter", "tls-server-end-point", NULL};
 static const char *const cbs_tls12[] = {"tls-server-end-point", NULL};
 static const char *const cbs_none[] = {NULL};
 
-void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs,
-                       const char *const **cbs)
+void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs, const char *const **cbs)
 {
     if (s->secure && s->tls) {
         *mechs = mechs_tls;
@@ -470,8 +474,8 @@ static void send_features(tern_session_t *s)
             if (cbs[0]) {
                 xml_node_t *cb = xml_node_add_child(root, "sasl-channel-binding", NS_SASL_CB);
                 for (size_t i = 0; cbs[i]; i++)
-                    xml_node_set_attr(xml_node_add_child(cb, "channel-binding", NS_SASL_CB),
-                                      "type", cbs[i]);
+                    xml_node_set_attr(xml_node_add_child(cb, "channel-binding", NS_SASL_CB), "type",
+                                      cbs[i]);
             }
         }
     } else {
@@ -676,8 +680,7 @@ static void handle_bind(tern_session_t *s, xml_stanza_t *st, xml_node_t *bind)
 
 static bool is_stanza_name(const char *name)
 {
-    return strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 ||
-           strcmp(name, "iq") == 0;
+    return strcmp(name, "message") == 0 || strcmp(name, "presence") == 0 || strcmp(name, "iq") == 0;
 }
 
 static void dispatch_preauth_iq(tern_session_t *s, xml_stanza_t *st)

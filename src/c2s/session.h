@@ -36,14 +36,14 @@ struct tern_session {
     char ip[INET6_ADDRSTRLEN];
     int refs;
     c2s_state_t state;
-    bool secure;        /* TLS established */
+    bool secure; /* TLS established */
     bool direct_tls;
-    bool header_sent;   /* our <stream:stream> went out */
+    bool header_sent; /* our <stream:stream> went out */
     bool authenticated;
     bool bound;
-    bool available;     /* sent initial presence */
-    bool paused;        /* waiting on async work; input held */
-    bool writing;       /* a uv_write is in flight */
+    bool available; /* sent initial presence */
+    bool paused;    /* waiting on async work; input held */
+    bool writing;   /* a uv_write is in flight */
     bool counted_ip;
     bool in_close_wait; /* socket shutdown requested after flush */
     bool auth_busy;     /* a SASL step waits on storage or a worker */
@@ -85,7 +85,7 @@ struct tern_session {
     int priority;
     xml_stanza_t *presence; /* last broadcast presence, or NULL */
     directed_presence_t *directed;
-    struct tern_session *next_resource; /* within sm_user_t */
+    struct tern_session *next_resource;       /* within sm_user_t */
     struct tern_session *next_all, *prev_all; /* srv->all_sessions */
 };
 
@@ -102,8 +102,7 @@ void c2s_send_raw(tern_session_t *s, const char *data, size_t len);
 void c2s_restart_stream(tern_session_t *s);
 /* The mechanisms and channel-binding types offered on this stream, as
  * NULL-terminated static arrays (XEP-0474 hashes exactly these). */
-void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs,
-                       const char *const **cbs);
+void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs, const char *const **cbs);
 bool c2s_may_authenticate(const tern_session_t *s);
 
 /* auth.c */

@@ -11,18 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TERN_OK 0
+#define TERN_OK     0
 #define TERN_ENOMEM (-ENOMEM)
 #define TERN_EINVAL (-EINVAL)
 #define TERN_EAGAIN (-EAGAIN)
 #define TERN_ENOENT (-ENOENT)
 #define TERN_EEXIST (-EEXIST)
-#define TERN_EIO (-EIO)
-#define TERN_EPERM (-EPERM)
+#define TERN_EIO    (-EIO)
+#define TERN_EPERM  (-EPERM)
 #define TERN_ERANGE (-ERANGE)
 
 #define TERN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define TERN_UNUSED(x) ((void)(x))
+#define TERN_UNUSED(x)    ((void)(x))
 
 /* Out of memory on a path that cannot report it aborts with a log line,
  * as redis' zmalloc does; everything else returns TERN_ENOMEM. */

@@ -25,35 +25,35 @@ typedef struct config_host {
     char *key;         /* PEM path; default <data_dir>/certs/<domain>.key */
     bool registration; /* XEP-0077 in-band registration; default off */
     /* in-band registrations allowed per source address per window; 0 = no limit */
-    unsigned registration_limit;   /* default 3 */
-    unsigned registration_window;  /* seconds, default 3600 */
+    unsigned registration_limit;  /* default 3 */
+    unsigned registration_window; /* seconds, default 3600 */
 } config_host_t;
 
 typedef struct config {
     /* [server] */
-    char *log_level;          /* error|warn|info|debug; default info */
-    char *data_dir;           /* default "var" */
-    char *storage;            /* driver name; default "sqlite" */
-    char *storage_path;       /* default <data_dir>/tern.db */
-    char **listen;            /* addresses to bind; default {"127.0.0.1", NULL} */
-    unsigned c2s_port;        /* default 5222; 0 = off */
-    unsigned c2s_tls_port;    /* Direct TLS (XEP-0368); default 5223; 0 = off */
-    bool require_encryption;  /* STARTTLS before auth; default yes */
-    size_t max_stanza_size;   /* bytes; default 262144 */
-    size_t max_output_buffer; /* bytes queued to a slow reader before it is cut off; default 1M */
+    char *log_level;            /* error|warn|info|debug; default info */
+    char *data_dir;             /* default "var" */
+    char *storage;              /* driver name; default "sqlite" */
+    char *storage_path;         /* default <data_dir>/tern.db */
+    char **listen;              /* addresses to bind; default {"127.0.0.1", NULL} */
+    unsigned c2s_port;          /* default 5222; 0 = off */
+    unsigned c2s_tls_port;      /* Direct TLS (XEP-0368); default 5223; 0 = off */
+    bool require_encryption;    /* STARTTLS before auth; default yes */
+    size_t max_stanza_size;     /* bytes; default 262144 */
+    size_t max_output_buffer;   /* bytes queued to a slow reader before it is cut off; default 1M */
     unsigned handshake_timeout; /* seconds to authenticate+bind; default 60 */
     unsigned idle_timeout;      /* seconds without any input; default 600 */
     unsigned sasl_iterations;   /* PBKDF2 iterations for new passwords; default 4096 */
     unsigned auth_max_attempts; /* failed SASL attempts per stream; default 3 */
     /* Failed logins per source address / per account within auth_window
      * before further attempts get temporary-auth-failure; 0 = no limit. */
-    unsigned auth_ip_limit;      /* default 10 */
-    unsigned auth_account_limit; /* default 10 */
-    unsigned auth_window;        /* seconds; default 300 */
+    unsigned auth_ip_limit;          /* default 10 */
+    unsigned auth_account_limit;     /* default 10 */
+    unsigned auth_window;            /* seconds; default 300 */
     unsigned max_connections_per_ip; /* 0 = no limit; default 0 */
-    bool hide_version;         /* XEP-0092 answers service-unavailable; default no */
-    bool version_show_os;      /* XEP-0092 includes <os/>; default no */
-    char **disabled_modules;   /* default none */
+    bool hide_version;               /* XEP-0092 answers service-unavailable; default no */
+    bool version_show_os;            /* XEP-0092 includes <os/>; default no */
+    char **disabled_modules;         /* default none */
 
     /* [host NAME] sections, in file order */
     config_host_t *hosts;

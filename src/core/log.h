@@ -21,7 +21,7 @@ void log_msg(log_level_t level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define log_error(tag, ...) log_msg(LOG_ERROR, tag, __VA_ARGS__)
-#define log_warn(tag, ...) log_msg(LOG_WARN, tag, __VA_ARGS__)
+#define log_warn(tag, ...)  log_msg(LOG_WARN, tag, __VA_ARGS__)
 #define log_info(tag, ...)                                                                         \
     do {                                                                                           \
         if (log_get_level() >= LOG_INFO)                                                           \

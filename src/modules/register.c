@@ -166,8 +166,7 @@ static void derived(void *arg, int result)
     }
 }
 
-static void start_job(reg_t *r, tern_iq_t *iq, reg_op_t op, const char *user,
-                      const char *password)
+static void start_job(reg_t *r, tern_iq_t *iq, reg_op_t op, const char *user, const char *password)
 {
     reg_job_t *j = tern_xcalloc(1, sizeof(*j));
     j->reg = r;

@@ -38,10 +38,10 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx);
 void tls_conn_free(tls_conn_t *c);
 
 typedef enum {
-    TLS_OK = 0,     /* progress made */
-    TLS_WANT_MORE,  /* needs more ciphertext */
-    TLS_CLOSED,     /* peer sent close_notify */
-    TLS_ERROR,      /* fatal; connection must be closed */
+    TLS_OK = 0,    /* progress made */
+    TLS_WANT_MORE, /* needs more ciphertext */
+    TLS_CLOSED,    /* peer sent close_notify */
+    TLS_ERROR,     /* fatal; connection must be closed */
 } tls_status_t;
 
 /* Feed ciphertext from the socket. Afterwards call tls_conn_read until it
@@ -78,7 +78,7 @@ int tls_conn_cb_server_end_point(tls_conn_t *c, unsigned char *out, size_t cap, 
 /* Writes a self-signed certificate and key (EC P-256, 10 years, SAN
  * DNS:domain and DNS:*.domain) to the given files; key file mode 0600.
  * Used by `make run` on first start. Returns 0 or negative with err set. */
-int tls_make_self_signed(const char *domain, const char *cert_file, const char *key_file,
-                         char *err, size_t errlen);
+int tls_make_self_signed(const char *domain, const char *cert_file, const char *key_file, char *err,
+                         size_t errlen);
 
 #endif

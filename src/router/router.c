@@ -77,9 +77,8 @@ static void deliver(tern_session_t *s, xml_stanza_t *st)
 }
 
 /* iq get/set addressed to the server or on behalf of an account. */
-static void handle_iq(tern_server_t *srv, tern_host_t *host, tern_scope_t scope,
-                      xml_stanza_t *st, const jid_t *from, const jid_t *to,
-                      tern_session_t *origin)
+static void handle_iq(tern_server_t *srv, tern_host_t *host, tern_scope_t scope, xml_stanza_t *st,
+                      const jid_t *from, const jid_t *to, tern_session_t *origin)
 {
     xml_node_t *root = xml_stanza_root(st);
     const char *type = xml_node_attr(root, "type");

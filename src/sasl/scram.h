@@ -20,9 +20,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { SCRAM_SHA1 = 0, SCRAM_SHA256 = 1, SCRAM_SHA512 = 2, SCRAM_HASH_COUNT = 3 } scram_hash_t;
+typedef enum {
+    SCRAM_SHA1 = 0,
+    SCRAM_SHA256 = 1,
+    SCRAM_SHA512 = 2,
+    SCRAM_HASH_COUNT = 3
+} scram_hash_t;
 
-#define SCRAM_MAX_KEY 64 /* SHA-512 digest size */
+#define SCRAM_MAX_KEY  64 /* SHA-512 digest size */
 #define SCRAM_SALT_LEN 16
 
 /* Stored credentials of one account, for all hashes. */
@@ -33,7 +38,7 @@ typedef struct {
     unsigned char server_key[SCRAM_HASH_COUNT][SCRAM_MAX_KEY];
 } scram_creds_t;
 
-size_t scram_hash_len(scram_hash_t h); /* 20, 32, 64 */
+size_t scram_hash_len(scram_hash_t h);       /* 20, 32, 64 */
 const char *scram_hash_name(scram_hash_t h); /* "SHA-1", "SHA-256", "SHA-512" */
 
 /* Derives StoredKey/ServerKey for one hash. Expensive (PBKDF2). */

@@ -39,7 +39,7 @@ typedef enum {
     XML_PARSE_TOO_BIG,         /* -> policy-violation */
     XML_PARSE_STOPPED,         /* a callback asked to stop (xml_parser_stop) */
     XML_PARSE_NOMEM,
-    XML_PARSE_BAD_ENCODING,    /* XML declaration names a non-UTF-8 encoding -> unsupported-encoding */
+    XML_PARSE_BAD_ENCODING, /* XML declaration names a non-UTF-8 encoding -> unsupported-encoding */
 } xml_parse_status_t;
 
 typedef struct xml_parser xml_parser_t;

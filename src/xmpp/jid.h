@@ -43,8 +43,8 @@ int jid_prep_domain(const char *in, char **out);
 int jid_prep_resource(const char *in, char **out);
 
 /* String forms, malloc'd, caller frees. */
-char *jid_to_string(const jid_t *j); /* full: local@domain/resource */
-char *jid_bare_string(const jid_t *j);  /* local@domain */
+char *jid_to_string(const jid_t *j);   /* full: local@domain/resource */
+char *jid_bare_string(const jid_t *j); /* local@domain */
 
 bool jid_equal(const jid_t *a, const jid_t *b);      /* all three parts */
 bool jid_bare_equal(const jid_t *a, const jid_t *b); /* local and domain */

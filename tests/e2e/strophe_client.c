@@ -90,8 +90,7 @@ static void on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr,
-                "usage: %s JID PASSWORD HOST PORT TO BODY [--direct-tls] [--timeout SEC]\n",
+        fprintf(stderr, "usage: %s JID PASSWORD HOST PORT TO BODY [--direct-tls] [--timeout SEC]\n",
                 argv[0]);
         return 1;
     }
