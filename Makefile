@@ -67,6 +67,7 @@ run: deps
 
 # The whole suite runs against the sanitizer build.
 test: deps-test
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
 	@scripts/test.sh build-asan
 
@@ -81,7 +82,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 format-check:
-	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "format: clean"
 
 conformance: all
 	@scripts/conformance.sh $(BUILD)

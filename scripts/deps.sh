@@ -4,7 +4,7 @@
 #   scripts/deps.sh test   plus what the test suite needs
 set -eu
 RUN_PKGS="gcc make pkg-config libuv1-dev libexpat1-dev libssl-dev libsqlite3-dev libidn2-dev libicu-dev openssl"
-TEST_PKGS="$RUN_PKGS libcmocka-dev clang libclang-rt-14-dev python3-slixmpp python3-pytest libstrophe-dev"
+TEST_PKGS="$RUN_PKGS libcmocka-dev clang clang-format libclang-rt-14-dev python3-slixmpp python3-pytest libstrophe-dev"
 case "${1:-run}" in
 run) want=$RUN_PKGS ;;
 test) want=$TEST_PKGS ;;
