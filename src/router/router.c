@@ -96,6 +96,71 @@ static void handle_iq(tern_server_t *srv, tern_host_t *host, tern_scope_t scope,
         router_bounce(srv, st, "cancel", "service-unavailable", NULL);
 }
 
+/* An iq for another account that has nobody online: RFC 6121 §8.5.1 says
+ * a missing account answers service-unavailable, so look it up first. The
+ * lookup runs on the storage thread; the stanza waits, referenced. */
+typedef struct {
+    tern_server_t *srv;
+    tern_host_t *host;
+    xml_stanza_t *st;
+    jid_t from, to;
+    tern_session_t *origin;
+    scram_creds_t creds;
+} account_check_t;
+
+static int check_account(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    account_check_t *c = arg;
+    int r = drv->user_get(db, c->to.domain, c->to.local, &c->creds);
+    explicit_bzero(&c->creds, sizeof(c->creds));
+    return r;
+}
+
+static void account_checked(void *arg, int result)
+{
+    account_check_t *c = arg;
+    if (result == TERN_ENOENT) {
+        router_bounce(c->srv, c->st, "cancel", "service-unavailable", NULL);
+    } else if (result == 0) {
+        tern_session_t *origin = c->origin && tern_session_is_open(c->origin) ? c->origin : NULL;
+        handle_iq(c->srv, c->host, TERN_SCOPE_ACCOUNT, c->st, c->from.domain ? &c->from : NULL,
+                  &c->to, origin);
+    } else {
+        router_bounce(c->srv, c->st, "wait", "internal-server-error", NULL);
+    }
+    xml_stanza_unref(c->st);
+    jid_clear(&c->from);
+    jid_clear(&c->to);
+    if (c->origin)
+        tern_session_unref(c->origin);
+    free(c);
+}
+
+static void account_iq(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, const jid_t *from,
+                       const jid_t *to, tern_session_t *origin, bool online)
+{
+    bool own = from && from->local && strcmp(from->local, to->local) == 0 &&
+               strcmp(from->domain, to->domain) == 0;
+    if (online || own) {
+        handle_iq(srv, host, TERN_SCOPE_ACCOUNT, st, from, to, origin);
+        return;
+    }
+    account_check_t *c = tern_xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->host = host;
+    c->st = xml_stanza_ref(st);
+    if ((from && jid_copy(from, &c->from) != 0) || jid_copy(to, &c->to) != 0 ||
+        tern_storage_submit(srv, check_account, account_checked, c) != 0) {
+        router_bounce(srv, st, "wait", "internal-server-error", NULL);
+        xml_stanza_unref(c->st);
+        jid_clear(&c->from);
+        jid_clear(&c->to);
+        free(c);
+        return;
+    }
+    c->origin = origin ? tern_session_ref(origin) : NULL;
+}
+
 static bool iq_is_valid(const xml_node_t *root)
 {
     const char *type = xml_node_attr(root, "type");
@@ -120,7 +185,7 @@ static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, 
 
     switch (kind) {
     case KIND_IQ:
-        handle_iq(srv, host, TERN_SCOPE_ACCOUNT, st, from, to, origin);
+        account_iq(srv, host, st, from, to, origin, u != NULL);
         return;
     case KIND_PRESENCE: {
         /* Without rosters yet, presence to a bare JID reaches every

@@ -374,6 +374,20 @@ def test_disco_info(raw_alice):
         assert f in feats, "%s missing from %s" % (f, sorted(feats))
 
 
+def test_account_disco_depends_on_account_existing(raw_alice):
+    """RFC 6121 §8.5.1: an iq to the bare JID of an account that does not
+    exist gets service-unavailable; for an existing account (online or not)
+    the server answers on its behalf (XEP-0030 account identity)."""
+    r = raw_alice.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to="nobody@localhost")
+    assert r.get("type") == "error"
+    assert X.stanza_error(r)[1] == "service-unavailable", X.stanza_error(r)
+    r = raw_alice.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to="bob@localhost")
+    assert r.get("type") == "result", X.stanza_error(r)
+    query = r.find(q(DISCO_INFO, "query"))
+    idents = [(i.get("category"), i.get("type")) for i in query.findall(q(DISCO_INFO, "identity"))]
+    assert ("account", "registered") in idents, idents
+
+
 def test_disco_items(raw_alice):
     r = raw_alice.iq("get", "<query xmlns='%s'/>" % DISCO_ITEMS, to="localhost")
     assert r.get("type") == "result", X.stanza_error(r)
