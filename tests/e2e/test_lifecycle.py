@@ -89,3 +89,39 @@ def test_duplicate_host_is_an_error(tmp_path):
                        timeout=20, stdin=subprocess.DEVNULL)
     assert r.returncode != 0
     assert "dup.conf:4" in r.stdout + r.stderr
+
+
+def test_sighup_reloads_limits_and_log_level(tern):
+    """SIGHUP applies a new max_stanza_size to existing streams and a new
+    log level; a broken file is reported and the running config is kept."""
+    import signal
+    srv = tern(users={"alice@localhost": "pw-a", "bob@localhost": "pw-b"},
+               max_stanza_size="16K", max_output_buffer="1M", log_level="info")
+    a = server_login(srv, "alice@localhost/hup", "pw-a")
+    b = server_login(srv, "bob@localhost/hup", "pw-b")
+    try:
+        big = "x" * 40000
+        srv.options["max_stanza_size"] = "64K"
+        srv.options["log_level"] = "debug"
+        srv.write_config()
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "configuration reloaded" not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "configuration reloaded" in srv.log_text()
+        a.send_message(b.jid, big)
+        m = b.expect_message(timeout=10)
+        assert len(m.findtext("{jabber:client}body")) == 40000
+
+        # A broken file: the error is logged, the server keeps running.
+        srv.cfg_path.write_text(srv.cfg_path.read_text() + "\nbogus_option = 1\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload failed" not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "reload failed" in srv.log_text()
+        assert a.ping_server()
+    finally:
+        a.close()
+        b.close()
+    srv.write_config()
