@@ -128,6 +128,49 @@ static int job_get_creds(const storage_driver_t *drv, storage_db_t *db, void *ar
     return drv->user_get(db, j->host, j->user, &j->creds);
 }
 
+/* An authorization identity other than the account itself is refused:
+ * nobody may act for someone else yet. */
+static bool authzid_acceptable(const tern_session_t *s, const char *user, const char *authzid)
+{
+    if (!authzid || !*authzid)
+        return true;
+    jid_t az = {0};
+    bool ok = jid_parse(authzid, &az) == 0 && az.local && strcmp(az.local, user) == 0 &&
+              strcmp(az.domain, s->host->domain) == 0 && !az.resource;
+    jid_clear(&az);
+    return ok;
+}
+
+/* What every mechanism does once it knows the username: authzid and
+ * throttle checks, then the account lookup on the storage thread, with the
+ * stream paused until done continues the exchange. password (PLAIN only)
+ * is copied into the job. */
+static void lookup_account(tern_session_t *s, const char *user, const char *authzid,
+                           const char *password, storage_done_cb done)
+{
+    if (!authzid_acceptable(s, user, authzid)) {
+        sasl_failure(s, SASL_ERR_INVALID_AUTHZID, false);
+        return;
+    }
+    if (account_throttled(s, user)) {
+        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
+        return;
+    }
+    auth_job_t *j = tern_xcalloc(1, sizeof(*j));
+    j->s = tern_session_ref(s);
+    j->host = tern_xstrdup(s->host->domain);
+    j->user = tern_xstrdup(user);
+    j->password = password ? tern_xstrdup(password) : NULL;
+    s->auth_busy = true;
+    c2s_session_pause(s);
+    if (storage_submit(s->srv->storage, job_get_creds, done, j) != 0) {
+        s->auth_busy = false;
+        job_free(j);
+        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
+        c2s_session_resume(s);
+    }
+}
+
 /* ---- SCRAM ---- */
 
 static void scram_creds_done(void *arg, int result)
@@ -207,35 +250,7 @@ static void start_scram(tern_session_t *s, const char *mech, const unsigned char
     }
     free(s->auth_user);
     s->auth_user = user;
-    if (authzid && *authzid) {
-        jid_t az = {0};
-        char *bare = NULL;
-        bool ok = jid_parse(authzid, &az) == 0 && (bare = jid_bare_string(&az)) && az.local &&
-                  strcmp(az.local, user) == 0 && strcmp(az.domain, s->host->domain) == 0 &&
-                  !az.resource;
-        free(bare);
-        jid_clear(&az);
-        if (!ok) {
-            sasl_failure(s, SASL_ERR_INVALID_AUTHZID, false);
-            return;
-        }
-    }
-    if (account_throttled(s, user)) {
-        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
-        return;
-    }
-    auth_job_t *j = tern_xcalloc(1, sizeof(*j));
-    j->s = tern_session_ref(s);
-    j->host = tern_xstrdup(s->host->domain);
-    j->user = tern_xstrdup(user);
-    s->auth_busy = true;
-    c2s_session_pause(s);
-    if (storage_submit(s->srv->storage, job_get_creds, scram_creds_done, j) != 0) {
-        s->auth_busy = false;
-        job_free(j);
-        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
-        c2s_session_resume(s);
-    }
+    lookup_account(s, user, authzid, NULL, scram_creds_done);
 }
 
 static void scram_response(tern_session_t *s, const unsigned char *data, size_t len)
@@ -311,40 +326,10 @@ static void start_plain(tern_session_t *s, const unsigned char *data, size_t len
     }
     free(s->auth_user);
     s->auth_user = user;
-    if (authzid && *authzid) {
-        jid_t az = {0};
-        bool ok = jid_parse(authzid, &az) == 0 && az.local && strcmp(az.local, user) == 0 &&
-                  strcmp(az.domain, s->host->domain) == 0 && !az.resource;
-        jid_clear(&az);
-        if (!ok) {
-            explicit_bzero(storage, len);
-            free(storage);
-            sasl_failure(s, SASL_ERR_INVALID_AUTHZID, false);
-            return;
-        }
-    }
-    if (account_throttled(s, user)) {
-        explicit_bzero(storage, len);
-        free(storage);
-        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
-        return;
-    }
-    auth_job_t *j = tern_xcalloc(1, sizeof(*j));
-    j->s = tern_session_ref(s);
-    j->host = tern_xstrdup(s->host->domain);
-    j->user = tern_xstrdup(user);
-    j->password = tern_xstrdup(password);
+    s->sasl_mech = tern_xstrdup("PLAIN");
+    lookup_account(s, user, authzid, password, plain_creds_done);
     explicit_bzero(storage, len);
     free(storage);
-    s->sasl_mech = tern_xstrdup("PLAIN");
-    s->auth_busy = true;
-    c2s_session_pause(s);
-    if (storage_submit(s->srv->storage, job_get_creds, plain_creds_done, j) != 0) {
-        s->auth_busy = false;
-        job_free(j);
-        sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
-        c2s_session_resume(s);
-    }
 }
 
 /* ---- dispatch ---- */

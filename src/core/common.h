@@ -32,4 +32,10 @@ void *tern_xrealloc(void *p, size_t n);
 char *tern_xstrdup(const char *s);
 char *tern_xstrndup(const char *s, size_t n);
 
+/* Writes a printf-style message into a caller's error buffer (NULL or
+ * size 0: nothing). The convention for functions that report why they
+ * failed: int return plus (err, errlen). */
+void tern_format_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

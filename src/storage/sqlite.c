@@ -115,19 +115,6 @@ struct storage_db {
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared lazily, finalized on close */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int db_fail(storage_db_t *h, const char *what)
 {
     log_error(TAG, "sqlite: %s: %s", what, sqlite3_errmsg(h->db));
@@ -207,7 +194,7 @@ static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen, cons
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", dsn, msg ? msg : sqlite3_errmsg(db));
+        tern_format_err(err, errlen, "%s: %s", dsn, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -229,14 +216,14 @@ static int read_user_version(sqlite3 *db, int *version)
 static int check_version(int version, const char *dsn, char *err, size_t errlen)
 {
     if (version > SCHEMA_VERSION) {
-        set_err(err, errlen,
-                "%s: database schema version %d is newer than this Tern supports (%d);"
-                " upgrade Tern or use a matching database",
-                dsn, version, SCHEMA_VERSION);
+        tern_format_err(err, errlen,
+                        "%s: database schema version %d is newer than this Tern supports (%d);"
+                        " upgrade Tern or use a matching database",
+                        dsn, version, SCHEMA_VERSION);
         return -1;
     }
     if (version < 0) {
-        set_err(err, errlen, "%s: invalid database schema version %d", dsn, version);
+        tern_format_err(err, errlen, "%s: invalid database schema version %d", dsn, version);
         return -1;
     }
     return 0;
@@ -246,7 +233,7 @@ static int migrate(sqlite3 *db, const char *dsn, char *err, size_t errlen)
 {
     int version;
     if (read_user_version(db, &version) != 0) {
-        set_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(db));
+        tern_format_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(db));
         return -1;
     }
     if (check_version(version, dsn, err, errlen) != 0)
@@ -259,7 +246,7 @@ static int migrate(sqlite3 *db, const char *dsn, char *err, size_t errlen)
     /* Another process (server or ternctl) may have migrated between the
      * first read and taking the write lock. */
     if (read_user_version(db, &version) != 0) {
-        set_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(db));
+        tern_format_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(db));
         goto rollback;
     }
     if (check_version(version, dsn, err, errlen) != 0)
@@ -290,7 +277,7 @@ static int precreate(const char *dsn, char *err, size_t errlen)
         return 0;
     int fd = open(dsn, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", dsn, strerror(errno));
+        tern_format_err(err, errlen, "%s: %s", dsn, strerror(errno));
         return -1;
     }
     close(fd);
@@ -311,14 +298,14 @@ static void sqlite_close(storage_db_t *h)
 static storage_db_t *sqlite_open(const char *dsn, char *err, size_t errlen)
 {
     if (!dsn) {
-        set_err(err, errlen, "sqlite: no database path");
+        tern_format_err(err, errlen, "sqlite: no database path");
         return NULL;
     }
     /* The handle moves between threads (opened by storage_start's thread,
      * or ternctl's only thread), so the library must be thread-safe even
      * though each connection is only used by one thread at a time. */
     if (!sqlite3_threadsafe()) {
-        set_err(err, errlen, "sqlite: library built without thread support");
+        tern_format_err(err, errlen, "sqlite: library built without thread support");
         return NULL;
     }
     if (precreate(dsn, err, errlen) != 0)
@@ -329,7 +316,8 @@ static storage_db_t *sqlite_open(const char *dsn, char *err, size_t errlen)
     if (strncmp(dsn, "file:", 5) == 0)
         flags |= SQLITE_OPEN_URI;
     if (sqlite3_open_v2(dsn, &h->db, flags, NULL) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", dsn, h->db ? sqlite3_errmsg(h->db) : "out of memory");
+        tern_format_err(err, errlen, "%s: %s", dsn,
+                        h->db ? sqlite3_errmsg(h->db) : "out of memory");
         goto fail;
     }
     sqlite3_extended_result_codes(h->db, 1);
@@ -338,7 +326,7 @@ static storage_db_t *sqlite_open(const char *dsn, char *err, size_t errlen)
 
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(h->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(h->db));
+        tern_format_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(h->db));
         goto fail;
     }
     int rc = sqlite3_step(st);
@@ -346,14 +334,14 @@ static storage_db_t *sqlite_open(const char *dsn, char *err, size_t errlen)
                (strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0 ||
                 strcmp(dsn, ":memory:") == 0);
     if (rc != SQLITE_ROW) {
-        set_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(h->db));
+        tern_format_err(err, errlen, "%s: %s", dsn, sqlite3_errmsg(h->db));
         sqlite3_finalize(st);
         goto fail;
     }
     sqlite3_finalize(st);
     if (!wal) {
         /* Without WAL, ternctl writing would block the server's readers. */
-        set_err(err, errlen, "%s: cannot switch the database to WAL mode", dsn);
+        tern_format_err(err, errlen, "%s: cannot switch the database to WAL mode", dsn);
         goto fail;
     }
     if (exec_sql(h->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err, errlen,

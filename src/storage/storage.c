@@ -168,19 +168,6 @@ static void on_async(uv_async_t *h)
         ;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void storage_free(storage_t *st)
 {
     pthread_cond_destroy(&st->work_cv);
@@ -209,7 +196,7 @@ storage_t *storage_start(struct uv_loop_s *loop, const storage_driver_t *drv, co
 
     int rc = pthread_create(&st->thread, NULL, storage_thread, st);
     if (rc != 0) {
-        set_err(err, errlen, "storage: cannot start thread: %s", strerror(rc));
+        tern_format_err(err, errlen, "storage: cannot start thread: %s", strerror(rc));
         storage_free(st);
         return NULL;
     }
@@ -220,7 +207,7 @@ storage_t *storage_start(struct uv_loop_s *loop, const storage_driver_t *drv, co
     pthread_mutex_unlock(&st->mu);
     if (!ok) {
         pthread_join(st->thread, NULL);
-        set_err(err, errlen, "%s", st->open_err);
+        tern_format_err(err, errlen, "%s", st->open_err);
         storage_free(st);
         return NULL;
     }
@@ -231,7 +218,7 @@ storage_t *storage_start(struct uv_loop_s *loop, const storage_driver_t *drv, co
      * before storage_start returns. */
     rc = uv_async_init(loop, &st->async, on_async);
     if (rc != 0) {
-        set_err(err, errlen, "storage: uv_async_init: %s", uv_strerror(rc));
+        tern_format_err(err, errlen, "storage: uv_async_init: %s", uv_strerror(rc));
         pthread_mutex_lock(&st->mu);
         st->quit = true;
         pthread_cond_signal(&st->work_cv);
