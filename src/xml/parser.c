@@ -23,6 +23,12 @@
  * reset, and fed the stream header's raw bytes again with callbacks
  * suppressed, then parsing continues at the byte after the stanza. bias
  * maps expat's restarted byte indexes back to stream coordinates.
+ *
+ * Hibernation uses the same replay: an idle stream's expat (some 11 KB)
+ * is freed outright and created again by the next feed, which replays the
+ * header at the current position. It is only allowed where expat holds no
+ * byte that has not produced an event, so nothing but the header's
+ * namespace bindings and the open stream element has to be rebuilt.
  */
 #include "xml/parser.h"
 
@@ -46,6 +52,11 @@
 /* Character data buffer capacity kept between stanzas; a big body's buffer
  * is released once the stanza is done. */
 #define TEXT_KEEP (8 * 1024)
+/* What a live expat costs, for xml_parser_mem: measured with mallinfo2 on
+ * expat 2.5 after a stream header and a small stanza. expat's allocations
+ * cannot be counted per parser without global state (its allocator hooks
+ * take no context), hence an estimate. */
+#define EXPAT_MEM_ESTIMATE (11 * 1024 + 600)
 /* Bounds expat's name tables to what this much input can declare (about
  * 1 MB at worst) while costing one reset per 128 KB of traffic. Fuzz
  * builds lower it so that renewal happens all the time. */
@@ -64,7 +75,7 @@ XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled) __attribute__
 #endif
 
 struct xml_parser {
-    XML_Parser xp;
+    XML_Parser xp; /* NULL while hibernating, or after a reset of a hibernating parser */
     xml_parser_cb_t cb;
     void *ud;
     size_t max_stanza;
@@ -556,7 +567,8 @@ void xml_parser_free(xml_parser_t *p)
 {
     if (!p)
         return;
-    XML_ParserFree(p->xp);
+    if (p->xp)
+        XML_ParserFree(p->xp);
     drop_stanza(p);
     free(p->text);
     free(p->scratch);
@@ -578,6 +590,9 @@ static int reset_now(xml_parser_t *p)
     p->err = XML_PARSE_OK;
     p->stop_req = p->suspended = p->reset_pending = p->renew_req = p->dead = false;
     snprintf(p->errtext, sizeof(p->errtext), "no error");
+    /* A hibernating parser stays so until bytes of the new stream arrive. */
+    if (!p->xp)
+        return 0;
     if (!XML_ParserReset(p->xp, "UTF-8")) {
         p->dead = true;
         p->err = XML_PARSE_NOMEM;
@@ -609,6 +624,46 @@ void xml_parser_stop(xml_parser_t *p)
     XML_StopParser(p->xp, XML_TRUE);
 }
 
+bool xml_parser_hibernate(xml_parser_t *p)
+{
+    /* Outside feed err implies dead; depth 1 with no stanza means between
+     * stanzas of a stream whose header has been seen and saved. */
+    if (p->in_feed || p->dead || p->err || p->depth != 1 || p->st || !p->header)
+        return false;
+    if (!p->xp)
+        return true;
+    /* expat must hold nothing beyond the last event: no bytes kept from
+     * before a stop that the caller still has to feed again (fed > pos), and
+     * no partial token (the last event ended before fed). A stop whose
+     * token ended exactly at the end of the input leaves expat suspended
+     * with nothing to resume, which a fresh expat reproduces. */
+    if (p->fed != p->pos || p->unit_start != p->fed)
+        return false;
+    XML_ParserFree(p->xp);
+    p->xp = NULL;
+    p->suspended = false;
+    free(p->text);
+    p->text = NULL;
+    p->text_len = p->text_cap = 0;
+    free(p->scratch);
+    p->scratch = NULL;
+    p->scratch_cap = 0;
+    free(p->decls);
+    p->decls = NULL;
+    p->decls_len = p->decls_cap = p->ndecls = 0;
+    return true;
+}
+
+size_t xml_parser_mem(const xml_parser_t *p)
+{
+    size_t n = sizeof(*p) + p->text_cap + p->scratch_cap + p->decls_cap + p->header_len;
+    if (p->xp)
+        n += EXPAT_MEM_ESTIMATE;
+    if (p->st)
+        n += xml_stanza_mem(p->st);
+    return n;
+}
+
 void xml_parser_set_max_stanza(xml_parser_t *p, size_t max_stanza_bytes)
 {
     p->max_stanza = max_stanza_bytes;
@@ -637,6 +692,30 @@ static xml_parse_status_t map_error(enum XML_Error code)
     }
 }
 
+/* Brings a new or just reset expat to where the stream stands at stream
+ * position at, between stanzas: the saved header is parsed again with
+ * callbacks suppressed, which rebinds its namespace prefixes and opens the
+ * stream element. The name tables start empty, hence a new renewal
+ * window. */
+static xml_parse_status_t replay_header(xml_parser_t *p, uint64_t at)
+{
+    setup(p);
+    p->bias = at - p->header_len;
+    p->depth = 0;
+    p->replaying = true;
+    enum XML_Status s = XML_Parse(p->xp, p->header, (int)p->header_len, XML_FALSE);
+    p->replaying = false;
+    if (s != XML_STATUS_OK || p->err || p->depth != 1) {
+        p->err = XML_PARSE_NOMEM;
+        snprintf(p->errtext, sizeof(p->errtext), "cannot renew expat");
+        return p->err;
+    }
+    p->fed = at;
+    p->unit_start = at;
+    p->renew_at = at + RENEW_BYTES;
+    return XML_PARSE_OK;
+}
+
 /* Restarts expat at stream position stop_end, just after a stanza. */
 static xml_parse_status_t renew(xml_parser_t *p)
 {
@@ -647,21 +726,24 @@ static xml_parse_status_t renew(xml_parser_t *p)
         snprintf(p->errtext, sizeof(p->errtext), "cannot reset expat");
         return p->err;
     }
-    setup(p);
-    p->bias = p->stop_end - p->header_len;
-    p->depth = 0;
-    p->replaying = true;
-    enum XML_Status s = XML_Parse(p->xp, p->header, (int)p->header_len, XML_FALSE);
-    p->replaying = false;
-    if (s != XML_STATUS_OK || p->err || p->depth != 1) {
+    return replay_header(p, p->stop_end);
+}
+
+/* Ends hibernation: depth is 1 after xml_parser_hibernate, 0 if the
+ * parser has been reset since (a fresh stream needs no replay). */
+static xml_parse_status_t wake(xml_parser_t *p)
+{
+    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    if (!p->xp) {
         p->err = XML_PARSE_NOMEM;
-        snprintf(p->errtext, sizeof(p->errtext), "cannot renew expat");
+        snprintf(p->errtext, sizeof(p->errtext), "cannot create expat");
         return p->err;
     }
-    p->fed = p->stop_end;
-    p->unit_start = p->stop_end;
-    p->renew_at = p->stop_end + RENEW_BYTES;
-    return XML_PARSE_OK;
+    if (p->depth == 0) {
+        setup(p);
+        return XML_PARSE_OK;
+    }
+    return replay_header(p, p->pos);
 }
 
 static xml_parse_status_t after_parse(xml_parser_t *p, enum XML_Status s)
@@ -699,6 +781,11 @@ static xml_parse_status_t run(xml_parser_t *p, const char *data, size_t len, siz
     xml_parse_status_t rc = XML_PARSE_OK;
     if (len == 0)
         return rc;
+    if (!p->xp && (rc = wake(p)) != XML_PARSE_OK) {
+        *used = 0;
+        p->dead = true;
+        return rc;
+    }
     p->in_feed = true;
     p->call_end = base + len;
     if (p->suspended) {
