@@ -23,7 +23,7 @@ cd "$ROOT" || exit 2
 [ -d "$BUILD" ] || { echo "test.sh: build directory $BUILD not found" >&2; exit 2; }
 BUILD_ABS=$(realpath "$BUILD")
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TERN_BUILD=$BUILD_ABS
 

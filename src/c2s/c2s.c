@@ -175,6 +175,7 @@ static void on_write(uv_write_t *req, int status)
     tern_session_t *s = req->data;
     free(s->inflight);
     s->inflight = NULL;
+    s->inflight_len = 0;
     s->writing = false;
     if (status < 0) {
         if (status != UV_ECANCELED)
@@ -195,6 +196,7 @@ static void start_write(tern_session_t *s)
 {
     uv_buf_t b = uv_buf_init(s->out, (unsigned)s->out_len);
     s->inflight = s->out;
+    s->inflight_len = s->out_len;
     s->out = NULL;
     s->out_len = s->out_cap = 0;
     s->writing = true;
@@ -204,6 +206,7 @@ static void start_write(tern_session_t *s)
         s->writing = false;
         free(s->inflight);
         s->inflight = NULL;
+        s->inflight_len = 0;
         tern_session_unref(s);
         hard_close(s);
     }
@@ -247,6 +250,16 @@ static void write_bytes(tern_session_t *s, const char *data, size_t len)
     s->out_len += len;
     if (!s->writing)
         start_write(s);
+}
+
+size_t c2s_queued_bytes(const tern_session_t *s)
+{
+    return s->out_len + s->inflight_len;
+}
+
+bool c2s_congested(const tern_session_t *s)
+{
+    return c2s_queued_bytes(s) > s->srv->cfg->max_output_buffer / 2;
 }
 
 static void flush_tls(tern_session_t *s)

@@ -56,6 +56,7 @@ struct tern_session {
     char *out;
     size_t out_len, out_cap;
     char *inflight;
+    size_t inflight_len;
     uv_write_t wreq;
 
     /* Input held while paused (plaintext after the stanza that paused). */
@@ -104,6 +105,12 @@ void c2s_restart_stream(tern_session_t *s);
  * NULL-terminated static arrays (XEP-0474 hashes exactly these). */
 void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs, const char *const **cbs);
 bool c2s_may_authenticate(const tern_session_t *s);
+
+/* Bytes accepted for this client but not yet taken by the kernel. */
+size_t c2s_queued_bytes(const tern_session_t *s);
+/* Whether new stanzas for this client should be refused rather than
+ * queued: the queue is past half of max_output_buffer. */
+bool c2s_congested(const tern_session_t *s);
 
 /* auth.c */
 void c2s_handle_sasl(tern_session_t *s, xml_node_t *el);

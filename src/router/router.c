@@ -71,9 +71,40 @@ static kind_t kind_of(const xml_node_t *root)
     return KIND_IQ;
 }
 
-static void deliver(tern_session_t *s, xml_stanza_t *st)
+/* Queues st for s unless s has stopped reading. A stanza refused here is
+ * bounced by the caller (resource-constraint), so the sender learns it was
+ * not delivered: a message is either on its way or answered with an error,
+ * never silently dropped with a client that is cut off later. */
+static bool deliver(tern_session_t *s, xml_stanza_t *st)
 {
+    /* Only what can be bounced is refused: replies and errors answer the
+     * client's own requests, so they are paced by it and always queued
+     * (the hard limit still protects the server). */
+    xml_node_t *root = xml_stanza_root(st);
+    const char *type = xml_node_attr(root, "type");
+    bool answer = type && (strcmp(type, "error") == 0 || strcmp(type, "result") == 0);
+    if (!answer && c2s_congested(s))
+        return false;
     c2s_send_stanza(s, st);
+    return true;
+}
+
+/* The error leaves the original payload out: echoing a flood back at its
+ * sender would only double it. */
+static void bounce_congested(tern_server_t *srv, xml_stanza_t *st)
+{
+    xml_stanza_t *err =
+        stanza_error_reply(st, "wait", "resource-constraint", "the recipient is not reading");
+    if (!err)
+        return;
+    xml_node_t *root = xml_stanza_root(err);
+    for (xml_node_t *c = root->children, *n; c; c = n) {
+        n = c->next;
+        if (!xml_node_is(c, "error", NS_CLIENT))
+            xml_node_detach(c);
+    }
+    tern_route(srv, err);
+    xml_stanza_unref(err);
 }
 
 /* iq get/set addressed to the server or on behalf of an account. */
@@ -192,7 +223,7 @@ static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, 
          * available resource (directed presence, subscription requests). */
         for (tern_session_t *r = u ? u->sessions : NULL; r; r = r->next_resource)
             if (r->available)
-                deliver(r, st);
+                deliver(r, st); /* presence is state: a congested reader misses it */
         return;
     }
     case KIND_MESSAGE: {
@@ -202,15 +233,21 @@ static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, 
             router_bounce(srv, st, "cancel", "service-unavailable", NULL);
             return;
         }
-        int delivered = 0;
+        int delivered = 0, congested = 0;
         for (tern_session_t *r = u ? u->sessions : NULL; r; r = r->next_resource) {
             if (r->available && r->priority >= 0) {
-                deliver(r, st);
-                delivered++;
+                if (deliver(r, st))
+                    delivered++;
+                else
+                    congested++;
             }
         }
         if (delivered)
             return;
+        if (congested) {
+            bounce_congested(srv, st);
+            return;
+        }
         /* RFC 6121 §8.5.2.2: no available resource and no offline storage
          * yet: chat/normal bounce, headline and error vanish. */
         if (!type || strcmp(type, "normal") == 0 || strcmp(type, "chat") == 0)
@@ -278,7 +315,8 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
     tern_session_t *target = sm_find_full(host, full);
     free(full);
     if (target) {
-        deliver(target, st);
+        if (!deliver(target, st) && kind != KIND_PRESENCE)
+            bounce_congested(srv, st);
         return;
     }
     /* RFC 6121 §8.5.3.2: no such resource. */
