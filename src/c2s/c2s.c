@@ -1083,6 +1083,10 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             c2s_close(s, "connection-timeout", "authentication took too long");
         else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000)
             c2s_close(s, "connection-timeout", NULL);
+        else if (!s->paused && now - s->last_rx_ms >= 2000)
+            /* Quiet for a while: give expat's ~12 KB back until the next
+             * byte arrives (most connections are idle most of the time). */
+            xml_parser_hibernate(s->parser);
     }
 }
 

@@ -56,7 +56,7 @@
  * expat 2.5 after a stream header and a small stanza. expat's allocations
  * cannot be counted per parser without global state (its allocator hooks
  * take no context), hence an estimate. */
-#define EXPAT_MEM_ESTIMATE (11 * 1024 + 600)
+#define EXPAT_MEM_ESTIMATE (11 * 1024 + 256)
 /* Bounds expat's name tables to what this much input can declare (about
  * 1 MB at worst) while costing one reset per 128 KB of traffic. Fuzz
  * builds lower it so that renewal happens all the time. */
@@ -108,6 +108,7 @@ struct xml_parser {
     bool reset_pending;
     bool renew_req;
     bool replaying; /* feeding the saved header to a renewed expat */
+    bool in_cdata;  /* inside a CDATA section */
     bool dead;
     char errtext[200];
 };
@@ -454,14 +455,30 @@ static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
 }
 
 /* Markup nobody else handles: the XML declaration, whitespace around the
- * stream element, CDATA section delimiters. Its only effect is that a
- * default handler switches off internal entity expansion, and that a
- * complete event between stanzas ends the current unit. */
+ * stream element. Its only effect is that a default handler switches off
+ * internal entity expansion, and that a complete event between stanzas
+ * ends the current unit. */
 static void XMLCALL on_default(void *ud, const XML_Char *s, int len)
 {
     xml_parser_t *p = ud;
     if (!p->err && !p->st)
         p->unit_start = event_end(p);
+}
+
+/* A CDATA section between stanzas is expat state that a replayed header
+ * does not restore, so it must keep the parser from hibernating. */
+static void XMLCALL on_cdata_start(void *ud)
+{
+    xml_parser_t *p = ud;
+    p->in_cdata = true;
+    on_default(ud, NULL, 0);
+}
+
+static void XMLCALL on_cdata_end(void *ud)
+{
+    xml_parser_t *p = ud;
+    p->in_cdata = false;
+    on_default(ud, NULL, 0);
 }
 
 /* RFC 6120 §11.6: streams are UTF-8; a declaration of anything else gets
@@ -526,6 +543,7 @@ static void setup(xml_parser_t *p)
     XML_SetCharacterDataHandler(xp, on_text);
     XML_SetStartNamespaceDeclHandler(xp, on_ns_decl);
     XML_SetDefaultHandler(xp, on_default);
+    XML_SetCdataSectionHandler(xp, on_cdata_start, on_cdata_end);
     XML_SetCommentHandler(xp, on_comment);
     XML_SetXmlDeclHandler(xp, on_xml_decl);
     XML_SetProcessingInstructionHandler(xp, on_pi);
@@ -588,7 +606,7 @@ static int reset_now(xml_parser_t *p)
     p->depth = 0;
     p->fed = p->pos = p->unit_start = p->stop_end = p->bias = p->renew_at = 0;
     p->err = XML_PARSE_OK;
-    p->stop_req = p->suspended = p->reset_pending = p->renew_req = p->dead = false;
+    p->stop_req = p->suspended = p->reset_pending = p->renew_req = p->dead = p->in_cdata = false;
     snprintf(p->errtext, sizeof(p->errtext), "no error");
     /* A hibernating parser stays so until bytes of the new stream arrive. */
     if (!p->xp)
@@ -628,7 +646,7 @@ bool xml_parser_hibernate(xml_parser_t *p)
 {
     /* Outside feed err implies dead; depth 1 with no stanza means between
      * stanzas of a stream whose header has been seen and saved. */
-    if (p->in_feed || p->dead || p->err || p->depth != 1 || p->st || !p->header)
+    if (p->in_feed || p->dead || p->err || p->depth != 1 || p->st || p->in_cdata || !p->header)
         return false;
     if (!p->xp)
         return true;

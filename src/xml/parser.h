@@ -96,15 +96,16 @@ void xml_parser_set_max_stanza(xml_parser_t *p, size_t max_stanza_bytes);
  * parser's own state. Only possible outside feed, on a live parser whose
  * stream header has been seen and whose stream is not closed, between
  * stanzas with every byte fed so far fully parsed: not mid-stanza, not
- * with a partial token (such as a trailing CR, which may start a CRLF)
- * and not after a STOPPED feed whose rest has yet to be fed again.
- * Whitespace between stanzas is no obstacle once consumed. Returns true if
- * the parser is hibernating (also when it already was), false if nothing
- * was released. The next non-empty feed transparently recreates expat,
- * replays the header silently and continues as if nothing had happened;
- * it fails with XML_PARSE_NOMEM if expat cannot be created. Reset, free,
- * set_max_stanza and error_text work on a hibernating parser (a reset one
- * stays without expat until fed). */
+ * inside a CDATA section, not with a partial token (such as a trailing
+ * CR, which may start a CRLF) and not after a STOPPED feed whose rest has
+ * yet to be fed again. Whitespace between stanzas is no obstacle once
+ * consumed. Returns true if the parser is hibernating (also when it
+ * already was), false if nothing was released. The next non-empty feed
+ * transparently recreates expat, replays the header silently and
+ * continues as if nothing had happened; it fails with XML_PARSE_NOMEM if
+ * expat cannot be created. Reset, free, set_max_stanza and error_text
+ * work on a hibernating parser (a reset one stays without expat until
+ * fed). */
 bool xml_parser_hibernate(xml_parser_t *p);
 /* Heap bytes held by the parser, approximately (expat itself counts as a
  * fixed estimate), a stanza under construction included; for statistics

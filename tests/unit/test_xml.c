@@ -8,6 +8,7 @@
  * exactly. The restricted-XML, size and depth cases check the status the
  * stream layer turns into a stream error.
  */
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,7 +43,9 @@ typedef struct {
     int stop_at;  /* xml_parser_stop when this many stanzas have arrived */
     int reset_at; /* xml_parser_reset likewise */
     int stop_on_open;
-    int stop_every; /* xml_parser_stop after every this many stanzas */
+    int stop_every;       /* xml_parser_stop after every this many stanzas */
+    int hibernate_in_cb;  /* try xml_parser_hibernate in every callback */
+    int hibernated_in_cb; /* how often that succeeded */
 } ctx_t;
 
 static void log_add(ctx_t *c, const char *s, size_t n)
@@ -77,6 +80,8 @@ static void cb_open(void *ud, const char *name, const char *ns, const char **att
     log_str(c, "\n");
     if (c->stop_on_open)
         xml_parser_stop(c->p);
+    if (c->hibernate_in_cb)
+        c->hibernated_in_cb += xml_parser_hibernate(c->p);
 }
 
 static void cb_stanza(void *ud, xml_stanza_t *st)
@@ -99,11 +104,16 @@ static void cb_stanza(void *ud, xml_stanza_t *st)
         xml_parser_stop(c->p);
     if (c->reset_at == c->nstanzas)
         assert_int_equal(xml_parser_reset(c->p), 0);
+    if (c->hibernate_in_cb)
+        c->hibernated_in_cb += xml_parser_hibernate(c->p);
 }
 
 static void cb_close(void *ud)
 {
-    log_str(ud, "C\n");
+    ctx_t *c = ud;
+    log_str(c, "C\n");
+    if (c->hibernate_in_cb)
+        c->hibernated_in_cb += xml_parser_hibernate(c->p);
 }
 
 static const xml_parser_cb_t cbs = {cb_open, cb_stanza, cb_close};
@@ -828,6 +838,402 @@ static void test_renewal(void **state)
     free(in);
 }
 
+/* Feeds like feed_chunks, but tries to hibernate before every feed, also
+ * before feeding the rest after STOPPED, which it does like a connection.
+ * Returns how often hibernation succeeded. */
+static int feed_hibernating(ctx_t *c, const char *s, size_t len, size_t chunk, unsigned seed)
+{
+    size_t off = 0, left = 0;
+    int slept = 0;
+    while (off < len) {
+        if (!left) {
+            left = chunk;
+            if (!left) {
+                seed = seed * 1103515245u + 12345u;
+                left = 1 + (seed >> 16) % 97;
+            }
+            if (left > len - off)
+                left = len - off;
+        }
+        slept += xml_parser_hibernate(c->p);
+        size_t used = 0;
+        xml_parse_status_t rc = xml_parser_feed(c->p, s + off, left, &used);
+        if (rc == XML_PARSE_STOPPED) {
+            assert_true(used > 0);
+        } else {
+            assert_int_equal(rc, XML_PARSE_OK);
+            assert_int_equal(used, left);
+        }
+        off += used;
+        left -= used;
+    }
+    return slept;
+}
+
+/* The header declares a prefix that only later stanzas use. */
+#define FOO_OPEN                                                                                   \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "        \
+    "xmlns:foo='urn:foo' to='example.com' version='1.0'>"
+#define FOO_STANZAS                                                                                \
+    "<foo:x/>"                                                                                     \
+    " \n"                                                                                          \
+    "<message to='a@b' id='m1'><body>hi &amp; bye</body><foo:y foo:a='1' b='2'><z/></foo:y>"       \
+    "</message>\n"                                                                                 \
+    "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>\r\n"                                \
+    "<presence><foo:c xmlns:foo='urn:other'><foo:d/></foo:c><foo:e/></presence>\t"                 \
+    "<foo:x xmlns='urn:def'><w/></foo:x>"                                                          \
+    "<message><body>caf\xc3\xa9 \xf0\x9f\x98\x80</body></message>   "
+#define FOO_LOG                                                                                    \
+    "O stream http://etherx.jabber.org/streams to=example.com version=1.0 xmlns=jabber:client "    \
+    "xmlns:stream=http://etherx.jabber.org/streams xmlns:foo=urn:foo\n"                            \
+    "S <x xmlns='urn:foo'/>\n"                                                                     \
+    "S <message to='a@b' id='m1'><body>hi &amp; bye</body><y xmlns='urn:foo' "                     \
+    "xmlns:ns0='urn:foo' ns0:a='1' b='2'><z xmlns='jabber:client'/></y></message>\n"               \
+    "S <iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>\n"                                \
+    "S <presence><c xmlns='urn:other'><d/></c><e xmlns='urn:foo'/></presence>\n"                   \
+    "S <x xmlns='urn:foo'><w xmlns='urn:def'/></x>\n"                                              \
+    "S <message><body>caf\xc3\xa9 \xf0\x9f\x98\x80</body></message>\n"
+
+static void test_hibernate_equivalent(void **state)
+{
+    static const char doc[] = XMLDECL FOO_OPEN FOO_STANZAS "</stream:stream>";
+    size_t len = strlen(doc);
+
+    ctx_t ref;
+    ctx_init(&ref, 10000);
+    assert_int_equal(parse_str(&ref, doc), XML_PARSE_OK);
+    assert_string_equal(ref.log, FOO_LOG "C\n");
+    assert_int_equal(ref.nkept, 6);
+    assert_true(xml_node_is(xml_stanza_root(ref.kept[0]), "x", "urn:foo"));
+
+    /* Hibernating before every chunk, whatever the chunking, with and
+     * without a stop after each stanza, changes nothing. */
+    for (size_t chunk = 0; chunk <= len; chunk = chunk < 8 ? chunk + 1 : chunk * 3) {
+        for (unsigned seed = 1; seed <= (chunk ? 1u : 20u); seed++) {
+            for (int stop = 0; stop <= 1; stop++) {
+                ctx_t c;
+                ctx_init(&c, 10000);
+                c.stop_every = stop;
+                int slept = feed_hibernating(&c, doc, len, chunk, seed);
+                assert_string_equal(c.log, ref.log);
+                assert_int_equal(c.nkept, ref.nkept);
+                for (int i = 0; i < c.nkept; i++) {
+                    const xml_node_t *a = xml_stanza_root(c.kept[i]);
+                    const xml_node_t *b = xml_stanza_root(ref.kept[i]);
+                    assert_string_equal(a->name, b->name);
+                    assert_string_equal(a->ns, b->ns);
+                }
+                /* Byte by byte it succeeds at every gap between stanzas
+                 * and within the whitespace there (but for the CR of a
+                 * CRLF): 7 gaps, 15 places. Bigger chunks end in a gap
+                 * less often. */
+                if (chunk == 1)
+                    assert_int_equal(slept, 15);
+                else if (chunk && chunk < 8)
+                    assert_true(slept >= 1);
+                ctx_free(&c);
+            }
+        }
+    }
+    ctx_free(&ref);
+
+    /* Stanza by stanza, hibernating after each: every attempt succeeds
+     * and expat is gone each time. */
+    static const char *const parts[] = {
+        "<foo:x/>",
+        " \n",
+        "<message><foo:y foo:a='1'/></message>",
+        "\r\n",
+        "<presence/>",
+        "<iq xmlns:bar='urn:bar'><bar:q/></iq>",
+        "<foo:x><foo:x/></foo:x>",
+    };
+    ctx_t c;
+    ctx_init(&c, 10000);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, XMLDECL FOO_OPEN), XML_PARSE_OK);
+    size_t awake = xml_parser_mem(c.p);
+    assert_true(xml_parser_hibernate(c.p));
+    size_t asleep = xml_parser_mem(c.p);
+    assert_true(asleep + 10000 < awake);
+    assert_true(asleep < 1024);
+    /* Asking again is harmless. */
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_mem(c.p), asleep);
+    for (size_t i = 0; i < TERN_ARRAY_LEN(parts); i++) {
+        assert_int_equal(parse_str(&c, parts[i]), XML_PARSE_OK);
+        assert_true(xml_parser_mem(c.p) > asleep + 10000);
+        assert_true(xml_parser_hibernate(c.p));
+        assert_int_equal(xml_parser_mem(c.p), asleep);
+    }
+    assert_string_equal(c.log, "O stream http://etherx.jabber.org/streams to=example.com "
+                               "version=1.0 xmlns=jabber:client xmlns:stream=http://"
+                               "etherx.jabber.org/streams xmlns:foo=urn:foo\n"
+                               "S <x xmlns='urn:foo'/>\n"
+                               "S <message><y xmlns='urn:foo' xmlns:ns0='urn:foo' ns0:a='1'/>"
+                               "</message>\n"
+                               "S <presence/>\n"
+                               "S <iq><q xmlns='urn:bar'/></iq>\n"
+                               "S <x xmlns='urn:foo'><x/></x>\n");
+    /* A prefix declared inside an earlier stanza stays out of scope. */
+    assert_int_equal(parse_str(&c, "<bar:q/>"), XML_PARSE_NOT_WELL_FORMED);
+    ctx_free(&c);
+}
+
+static void test_hibernate_refused(void **state)
+{
+    ctx_t c;
+    ctx_init(&c, 10000);
+    /* No header yet, or only part of it. */
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, XMLDECL), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<stream:stream xmlns='jabber:client' xmlns"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, ":stream='http://etherx.jabber.org/streams'>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+
+    /* Mid-stanza, and with a partial token between stanzas. */
+    assert_int_equal(parse_str(&c, "<message><body>half"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "</body></message><pres"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "ence/>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* Half a UTF-8 sequence is partial too, even in a stanza's text. */
+    assert_int_equal(parse_str(&c, "<message><body>\xc3"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "\xa9</body></message>"), XML_PARSE_OK);
+    /* Keepalives are no obstacle; a trailing CR (maybe half a CRLF) is held
+     * back by expat until the next byte. */
+    assert_int_equal(parse_str(&c, " \n\t "), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, " \r"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "\n"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* Inside a CDATA section between stanzas, '<' would mean something
+     * else after waking. */
+    assert_int_equal(parse_str(&c, "<![CDATA["), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, " \n"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "]]>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(c.nstanzas, 3);
+
+    /* From inside callbacks. */
+    c.hibernate_in_cb = 1;
+    assert_int_equal(parse_str(&c, "<presence/>"), XML_PARSE_OK);
+    assert_int_equal(c.nstanzas, 4);
+    assert_int_equal(c.hibernated_in_cb, 0);
+    c.hibernate_in_cb = 0;
+
+    /* After a stop, until the rest has been fed again. */
+    c.stop_at = 5;
+    static const char two[] = "<presence id='5'/><presence id='6'/>";
+    size_t used;
+    assert_int_equal(xml_parser_feed(c.p, two, strlen(two), &used), XML_PARSE_STOPPED);
+    assert_int_equal(used, strlen("<presence id='5'/>"));
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_feed(c.p, two + used, strlen(two) - used, &used), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* A stop at the very end of the input leaves nothing to feed again. */
+    c.stop_at = 7;
+    assert_int_equal(xml_parser_feed(c.p, "<a/>", 4, &used), XML_PARSE_STOPPED);
+    assert_int_equal(used, 4);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<b/>"), XML_PARSE_OK);
+    assert_int_equal(c.nstanzas, 8);
+    assert_non_null(strstr(c.log, "S <a/>\nS <b/>\n"));
+
+    /* A dead parser. */
+    assert_int_equal(parse_str(&c, "<<"), XML_PARSE_NOT_WELL_FORMED);
+    assert_false(xml_parser_hibernate(c.p));
+    ctx_free(&c);
+
+    /* A dead parser that was hibernating before the error. */
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<a>x</b>"), XML_PARSE_NOT_WELL_FORMED);
+    assert_false(xml_parser_hibernate(c.p));
+    ctx_free(&c);
+
+    /* A stop in the header callback with the header at the end of the
+     * input: the stream may sleep right away. */
+    ctx_init(&c, 10000);
+    c.stop_on_open = 1;
+    assert_int_equal(xml_parser_feed(c.p, HDR, strlen(HDR), &used), XML_PARSE_STOPPED);
+    assert_int_equal(used, strlen(HDR));
+    c.stop_on_open = 0;
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<presence/>"), XML_PARSE_OK);
+    assert_string_equal(c.log, HDR_LOG "S <presence/>\n");
+    ctx_free(&c);
+}
+
+static void test_hibernate_reset_close(void **state)
+{
+    ctx_t c;
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+                     XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* Reset while hibernating: a new stream, which has no header yet. */
+    assert_int_equal(xml_parser_reset(c.p), 0);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_reset(c.p), 0);
+    ctx_clear_log(&c);
+    assert_int_equal(parse_str(&c, FOO_OPEN "<foo:x/>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<foo:x/>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* The new stream's prefixes, not the old one's. */
+    assert_int_equal(parse_str(&c, "<stream:features/>"), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* Then the stream closes; a closed stream cannot sleep. */
+    assert_int_equal(parse_str(&c, "</stream:stream>"), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_string_equal(c.log, "O stream http://etherx.jabber.org/streams to=example.com "
+                               "version=1.0 xmlns=jabber:client xmlns:stream=http://"
+                               "etherx.jabber.org/streams xmlns:foo=urn:foo\n"
+                               "S <x xmlns='urn:foo'/>\nS <x xmlns='urn:foo'/>\n"
+                               "S <features xmlns='http://etherx.jabber.org/streams'/>\nC\n");
+    assert_int_equal(parse_str(&c, "<a/>"), XML_PARSE_NOT_WELL_FORMED);
+    ctx_free(&c);
+
+    /* Reset from a callback right after waking up. */
+    static const char in[] =
+        HDR "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" HDR "<iq type='set'/>";
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    c.reset_at = 1;
+    const char *rest = in + strlen(HDR);
+    size_t used;
+    assert_int_equal(xml_parser_feed(c.p, rest, strlen(rest), &used), XML_PARSE_STOPPED);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, rest + used), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_string_equal(c.log,
+                        HDR_LOG "S <auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n" HDR_LOG
+                                "S <iq type='set'/>\n");
+    ctx_free(&c);
+
+    /* Free while hibernating, and after a reset while hibernating. */
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    ctx_free(&c);
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_reset(c.p), 0);
+    ctx_free(&c);
+}
+
+static void test_hibernate_limits(void **state)
+{
+    /* The size limit counts the same bytes across a hibernation. */
+    static const char st[] = "<message><body>0123456789</body></message>";
+    size_t n = strlen(st);
+    ctx_t c;
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    xml_parser_set_max_stanza(c.p, n);
+    assert_int_equal(parse_str(&c, st), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    /* Exactly at the limit in two feeds with a refused hibernation. */
+    assert_int_equal(xml_parser_feed(c.p, st, 9, NULL), XML_PARSE_OK);
+    assert_false(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_feed(c.p, st + 9, n - 9, NULL), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    xml_parser_set_max_stanza(c.p, n - 1);
+    assert_int_equal(parse_str(&c, st), XML_PARSE_TOO_BIG);
+    assert_false(xml_parser_hibernate(c.p));
+    ctx_free(&c);
+
+    /* Depth is still counted from the stream element. */
+    char *deep = tern_xmalloc(XML_MAX_DEPTH * 8 + 16);
+    char *w = deep;
+    for (int i = 0; i <= XML_MAX_DEPTH; i++)
+        w += sprintf(w, "<a>");
+    ctx_init(&c, 1 << 20);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(xml_parser_feed(c.p, deep, (size_t)(w - deep) - 3, NULL), XML_PARSE_OK);
+    assert_int_equal(xml_parser_feed(c.p, "<a>", 3, NULL), XML_PARSE_TOO_BIG);
+    ctx_free(&c);
+    free(deep);
+
+    /* Restricted XML is still enforced after waking. */
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<message>&foo;</message>"), XML_PARSE_RESTRICTED);
+    ctx_free(&c);
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<!-- x -->"), XML_PARSE_RESTRICTED);
+    ctx_free(&c);
+    ctx_init(&c, 10000);
+    assert_int_equal(parse_str(&c, HDR), XML_PARSE_OK);
+    assert_true(xml_parser_hibernate(c.p));
+    assert_int_equal(parse_str(&c, "<?xml version='1.0'?>"), XML_PARSE_NOT_WELL_FORMED);
+    ctx_free(&c);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+static void test_hibernate_memory(void **state)
+{
+#ifdef UNDER_ASAN
+    skip(); /* ASan's allocator is invisible to mallinfo2 */
+#else
+    enum { N = 100 };
+    static const char first[] = HDR "<message to='a@b'><body>hello</body></message>";
+    static const char second[] = "<presence><show>away</show></presence>";
+    xml_parser_t *p[N];
+    size_t base = mallinfo2().uordblks;
+    for (int i = 0; i < N; i++) {
+        p[i] = xml_parser_new(NULL, NULL, 10000);
+        assert_non_null(p[i]);
+        assert_int_equal(xml_parser_feed(p[i], first, strlen(first), NULL), XML_PARSE_OK);
+    }
+    size_t awake = mallinfo2().uordblks;
+    size_t est_awake = xml_parser_mem(p[0]);
+    for (int i = 0; i < N; i++)
+        assert_true(xml_parser_hibernate(p[i]));
+    size_t asleep = mallinfo2().uordblks;
+    size_t est_asleep = xml_parser_mem(p[0]);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(xml_parser_feed(p[i], second, strlen(second), NULL), XML_PARSE_OK);
+    size_t woken = mallinfo2().uordblks;
+    for (int i = 0; i < N; i++)
+        assert_true(xml_parser_hibernate(p[i]));
+    size_t again = mallinfo2().uordblks;
+    print_message("parser heap per stream: awake %zu, hibernating %zu, woken %zu, "
+                  "hibernating again %zu bytes; xml_parser_mem says %zu awake, %zu "
+                  "hibernating\n",
+                  (awake - base) / N, (asleep - base) / N, (woken - base) / N, (again - base) / N,
+                  est_awake, est_asleep);
+    assert_true((asleep - base) / N < 1024);
+    assert_true((again - base) / N < 1024);
+    assert_true((awake - base) / N > 8 * 1024);
+    for (int i = 0; i < N; i++)
+        xml_parser_free(p[i]);
+#endif
+}
+
 static void test_stanza_api(void **state)
 {
     xml_stanza_t *st = xml_stanza_new("iq", NS_CLIENT);
@@ -1045,16 +1451,31 @@ static void test_no_callbacks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stream_chunking), cmocka_unit_test(test_namespaces),
-        cmocka_unit_test(test_escaping),        cmocka_unit_test(test_xml_lang),
-        cmocka_unit_test(test_keepalive),       cmocka_unit_test(test_restricted),
-        cmocka_unit_test(test_entities_ok),     cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_wrong_header),    cmocka_unit_test(test_too_big),
-        cmocka_unit_test(test_depth),           cmocka_unit_test(test_reset),
-        cmocka_unit_test(test_stop_consumed),   cmocka_unit_test(test_no_deferral),
-        cmocka_unit_test(test_renewal),         cmocka_unit_test(test_stanza_api),
-        cmocka_unit_test(test_copy_ref),        cmocka_unit_test(test_deep_built_tree),
-        cmocka_unit_test(test_stream_close),    cmocka_unit_test(test_no_callbacks),
+        cmocka_unit_test(test_stream_chunking),
+        cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_xml_lang),
+        cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_restricted),
+        cmocka_unit_test(test_entities_ok),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_wrong_header),
+        cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_stop_consumed),
+        cmocka_unit_test(test_no_deferral),
+        cmocka_unit_test(test_renewal),
+        cmocka_unit_test(test_hibernate_equivalent),
+        cmocka_unit_test(test_hibernate_refused),
+        cmocka_unit_test(test_hibernate_reset_close),
+        cmocka_unit_test(test_hibernate_limits),
+        cmocka_unit_test(test_hibernate_memory),
+        cmocka_unit_test(test_stanza_api),
+        cmocka_unit_test(test_copy_ref),
+        cmocka_unit_test(test_deep_built_tree),
+        cmocka_unit_test(test_stream_close),
+        cmocka_unit_test(test_no_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
