@@ -925,6 +925,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     s->last_rx_ms = uv_now(s->srv->loop);
+    s->parser_idle = false;
     if (s->state == C2S_CLOSING)
         return; /* draining until the peer closes */
     tern_session_ref(s);
@@ -1083,10 +1084,13 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             c2s_close(s, "connection-timeout", "authentication took too long");
         else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000)
             c2s_close(s, "connection-timeout", NULL);
-        else if (!s->paused && now - s->last_rx_ms >= 2000)
+        else if (!s->paused && !s->parser_idle && now - s->last_rx_ms >= 2000 &&
+                 xml_parser_hibernate(s->parser)) {
             /* Quiet for a while: give expat's ~12 KB back until the next
              * byte arrives (most connections are idle most of the time). */
-            xml_parser_hibernate(s->parser);
+            s->parser_idle = true;
+            log_debug(s->tag, "idle: parser memory released");
+        }
     }
 }
 

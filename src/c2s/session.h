@@ -47,6 +47,7 @@ struct tern_session {
     bool counted_ip;
     bool in_close_wait; /* socket shutdown requested after flush */
     bool auth_busy;     /* a SASL step waits on storage or a worker */
+    bool parser_idle;   /* parser hibernated since the last read */
     int pending_action; /* what a parser callback asked for (c2s.c) */
 
     tls_conn_t *tls;

@@ -504,3 +504,32 @@ def test_raw_login_example_org_sni(server):
     with server_login(server, "dave@example.org/sni") as s:
         assert s.header_attrs().get("from") == "example.org"
         assert X.parse_jid(s.jid)[:2] == ("dave", "example.org")
+
+
+def test_stream_survives_idle_parser_release(server):
+    """After 2 s without input the server releases the stream's XML parser
+    and rebuilds it on the next byte. Prefixes declared on the stream header
+    must still be in force afterwards."""
+    from xmpp_raw import server_connect
+    import time
+    with server_connect(server) as s:
+        s.open_stream("localhost")
+        s.starttls()
+        ok, cond = s.sasl_plain("alice", server.password("alice@localhost"))
+        assert ok, cond
+        s.open_stream("localhost", extra="xmlns:t='urn:tern:idle'")
+        s.bind("idle")
+        b = server_login(server, "bob@localhost/idle")
+        try:
+            time.sleep(3.5)  # the sweep runs every second
+            assert "idle: parser memory released" in server.log_text()
+            s.send("<message to='%s' id='i1'><body>after idle</body><t:x t:a='1'/></message>"
+                   % b.jid)
+            m = b.expect_message(timeout=10)
+            assert m.findtext("{jabber:client}body") == "after idle"
+            x = m.find("{urn:tern:idle}x")
+            assert x is not None and x.get("{urn:tern:idle}a") == "1"
+            time.sleep(3.5)
+            assert s.ping_server()
+        finally:
+            b.close()
