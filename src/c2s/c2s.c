@@ -14,6 +14,7 @@
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1071,6 +1072,7 @@ void c2s_close_listeners(tern_server_t *srv)
 void c2s_sweep(tern_server_t *srv, uint64_t now)
 {
     const config_t *cfg = srv->cfg;
+    size_t released = 0;
     for (tern_session_t *s = srv->all_sessions, *n; s; s = n) {
         n = s->next_all;
         if (s->state == C2S_CLOSING) {
@@ -1089,9 +1091,15 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             /* Quiet for a while: give expat's ~12 KB back until the next
              * byte arrives (most connections are idle most of the time). */
             s->parser_idle = true;
+            released++;
             log_debug(s->tag, "idle: parser memory released");
         }
     }
+    /* The freed parsers sit between live sessions, where free() cannot
+     * give pages back; after a batch, ask the allocator to return the
+     * whole free pages in the middle of the heap. */
+    if (released >= 32)
+        malloc_trim(0);
 }
 
 void c2s_shutdown_all(tern_server_t *srv)
