@@ -1000,10 +1000,17 @@ static void on_connection(uv_stream_t *server, int status)
     else
         hashmap_put(&srv->conns_per_ip, s->ip, (void *)(n + 1));
     s->counted_ip = true;
-    if (srv->shutting_down || (limit && n >= limit)) {
-        log_info(s->tag, "refusing connection from %s (%s)", s->ip,
-                 srv->shutting_down ? "shutting down" : "too many connections");
+    if (srv->shutting_down) {
         hard_close(s);
+        return;
+    }
+    if (limit && n >= limit) {
+        /* Said in-band so that the client does not retry at once: a stream
+         * header and the error, then close (RFC 6120 §4.9.1.1). */
+        log_info(s->tag, "refusing connection from %s: %u already open", s->ip, limit);
+        c2s_close(s, "policy-violation", "too many connections from your address");
+        if (s->state == C2S_CLOSING)
+            read_start(s); /* to see the peer's close and free the slot */
         return;
     }
 

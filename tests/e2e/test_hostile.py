@@ -434,3 +434,24 @@ def test_slow_reader_bounded_and_nothing_lost(tern):
         alice.close()
         bob.close()
         carol.close()
+
+
+def test_connections_per_address_limited(tern):
+    """max_connections_per_ip: the connection over the limit gets a
+    policy-violation stream error; others, and later ones, are served."""
+    srv = tern(users={"alice@localhost": "pw-a"}, max_connections_per_ip="3")
+    held = []
+    try:
+        for _ in range(3):
+            s = server_connect(srv)
+            s.open_stream("localhost")
+            held.append(s)
+        extra = server_connect(srv)
+        assert extra.expect_stream_error(timeout=10) == "policy-violation"
+        extra.close()
+        held.pop().close()
+        time.sleep(0.5)
+        server_login(srv, "alice@localhost/limit", "pw-a").close()
+    finally:
+        for s in held:
+            s.close()
