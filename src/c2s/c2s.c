@@ -331,7 +331,9 @@ static void append_lit(char **buf, size_t *len, size_t *cap, const char *s)
     (*buf)[*len] = '\0'; /* callers may use the buffer as a C string */
 }
 
-static void send_header(tern_session_t *s, const char *from_domain)
+/* to_jid: the client's 'from', echoed as 'to' (RFC 6120 §4.7.2) when it
+ * was a valid JID; NULL otherwise. */
+static void send_header(tern_session_t *s, const char *from_domain, const char *to_jid)
 {
     unsigned char rnd[12];
     char id[25];
@@ -347,6 +349,10 @@ static void send_header(tern_session_t *s, const char *from_domain)
     append_lit(&buf, &len, &cap, id);
     append_lit(&buf, &len, &cap, "' from='");
     append_escaped(&buf, &len, &cap, from_domain);
+    if (to_jid) {
+        append_lit(&buf, &len, &cap, "' to='");
+        append_escaped(&buf, &len, &cap, to_jid);
+    }
     append_lit(&buf, &len, &cap, "' xml:lang='");
     append_escaped(&buf, &len, &cap, s->lang ? s->lang : "en");
     append_lit(&buf, &len, &cap, "'>");
@@ -363,7 +369,7 @@ void c2s_close(tern_session_t *s, const char *cond, const char *text)
     if (cond)
         log_info(s->tag, "stream error: %s%s%s", cond, text ? " - " : "", text ? text : "");
     if (!s->header_sent && cond)
-        send_header(s, s->host ? s->host->domain : s->srv->hosts[0].domain);
+        send_header(s, s->host ? s->host->domain : s->srv->hosts[0].domain, NULL);
     s->state = C2S_OPEN; /* let the final bytes through */
     if (cond) {
         char *buf = NULL;
@@ -574,7 +580,16 @@ static void on_stream_open(void *ud, const char *name, const char *ns, const cha
         c2s_close(s, "unsupported-version", NULL);
         return;
     }
-    send_header(s, host->domain);
+    /* The client's claimed address is only echoed, never trusted: who it
+     * is comes from SASL. */
+    const char *from = attr_of(attrs, "from");
+    jid_t from_jid = {0};
+    char *echo = NULL;
+    if (from && jid_parse(from, &from_jid) == 0)
+        echo = jid_to_string(&from_jid);
+    send_header(s, host->domain, echo);
+    free(echo);
+    jid_clear(&from_jid);
     send_features(s);
 }
 

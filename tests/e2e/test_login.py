@@ -478,3 +478,18 @@ def test_ternctl_list_and_usage(server):
     assert {"alice@localhost", "alice@example.org"} <= set(r.stdout.split())
     r = server.ternctl("user", "frobnicate")
     assert r.returncode == 2, "unknown subcommand: exit %d" % r.returncode
+
+
+def test_stream_header_echoes_client_from(server):
+    """RFC 6120 §4.7.1-2: the response header carries from = the service
+    and, when the client said who it is, to = that address."""
+    from xmpp_raw import server_connect
+    with server_connect(server) as s:
+        s.open_stream("localhost", extra="from='Alice@LocalHost'")
+        attrs = s.header_attrs()
+        assert attrs.get("from") == "localhost"
+        assert attrs.get("to") == "alice@localhost"
+        assert attrs.get("version") == "1.0" and attrs.get("id")
+    with server_connect(server) as s:
+        s.open_stream("localhost")
+        assert "to" not in s.header_attrs()
