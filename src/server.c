@@ -388,9 +388,9 @@ void server_free(tern_server_t *srv)
     throttle_free_all(&srv->auth_fail_account);
     throttle_free_all(&srv->register_ip);
     size_t it = 0;
-    const char *k;
-    while (hashmap_next(&srv->conns_per_ip, &it, &k, NULL))
-        free((char *)k);
+    void *v;
+    while (hashmap_next(&srv->conns_per_ip, &it, NULL, &v))
+        free(v);
     hashmap_free(&srv->conns_per_ip);
     free(srv->config_path);
     free(srv);

@@ -33,6 +33,12 @@ struct c2s_listener {
 
 typedef enum { ACT_NONE = 0, ACT_RESTART, ACT_STARTTLS, ACT_PAUSE } c2s_action_t;
 
+/* Open connections per source address; the map key points into it. */
+typedef struct {
+    unsigned n;
+    char ip[INET6_ADDRSTRLEN];
+} ip_count_t;
+
 static void hard_close(tern_session_t *s);
 static void send_raw(tern_session_t *s, const char *data, size_t len);
 static void read_start(tern_session_t *s);
@@ -109,22 +115,10 @@ static void unlink_all(tern_session_t *s)
     s->next_all = s->prev_all = NULL;
     srv->nsessions--;
     if (s->counted_ip) {
-        uintptr_t n = (uintptr_t)hashmap_get(&srv->conns_per_ip, s->ip);
-        if (n <= 1) {
-            char *k = NULL;
-            size_t it = 0;
-            const char *key;
-            void *v;
-            /* The map key is an owned copy: find and free it. */
-            while (hashmap_next(&srv->conns_per_ip, &it, &key, &v))
-                if (strcmp(key, s->ip) == 0) {
-                    k = (char *)key;
-                    break;
-                }
+        ip_count_t *c = hashmap_get(&srv->conns_per_ip, s->ip);
+        if (c && --c->n == 0) {
             hashmap_del(&srv->conns_per_ip, s->ip);
-            free(k);
-        } else {
-            hashmap_put(&srv->conns_per_ip, s->ip, (void *)(n - 1));
+            free(c);
         }
         s->counted_ip = false;
     }
@@ -1009,11 +1003,13 @@ static void on_connection(uv_stream_t *server, int status)
     s->state = C2S_OPEN;
 
     unsigned limit = srv->cfg->max_connections_per_ip;
-    uintptr_t n = (uintptr_t)hashmap_get(&srv->conns_per_ip, s->ip);
-    if (n == 0)
-        hashmap_put(&srv->conns_per_ip, tern_xstrdup(s->ip), (void *)1);
-    else
-        hashmap_put(&srv->conns_per_ip, s->ip, (void *)(n + 1));
+    ip_count_t *c = hashmap_get(&srv->conns_per_ip, s->ip);
+    if (!c) {
+        c = tern_xcalloc(1, sizeof(*c));
+        memcpy(c->ip, s->ip, sizeof(c->ip));
+        hashmap_put(&srv->conns_per_ip, c->ip, c);
+    }
+    unsigned n = c->n++;
     s->counted_ip = true;
     if (srv->shutting_down) {
         hard_close(s);
