@@ -171,7 +171,9 @@ void sm_presence_broadcast(tern_session_t *s, xml_stanza_t *st)
         s->available = true;
         if (s->presence)
             xml_stanza_unref(s->presence);
-        s->presence = xml_stanza_ref(st);
+        /* Kept for the session's lifetime: a compact copy, not the parse
+         * arena with its spare room. */
+        s->presence = xml_stanza_copy(st);
     }
     broadcast_own(s, st);
     if (!type && !was_available) {

@@ -351,9 +351,10 @@ static size_t arena_used(const xml_stanza_t *st)
 xml_stanza_t *xml_stanza_copy(const xml_stanza_t *st)
 {
     /* Sizing the first block to the source's contents makes a copy one
-     * allocation, whatever the source's block history. */
-    size_t used = arena_used(st) + 64;
-    xml_stanza_t *c = stanza_create(used > ARENA_FIRST_BLOCK ? used : ARENA_FIRST_BLOCK);
+     * allocation, whatever the source's block history, and a compact one:
+     * long-lived copies (a session's last presence) hold no spare arena.
+     * Growing a copy later just adds a block. */
+    xml_stanza_t *c = stanza_create(arena_used(st) + 64);
     const xml_node_t *r = st->root;
     xml_node_t *root = node_new(c, XML_NODE_ELEMENT);
     root->name = arena_strdup(c, r->name);
