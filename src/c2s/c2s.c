@@ -126,7 +126,7 @@ static void unlink_all(tern_session_t *s)
 
 static void hard_close(tern_session_t *s)
 {
-    if (s->state == C2S_CLOSED)
+    if (s->state == C2S_CLOSED || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     s->state = C2S_CLOSED;
     session_end(s);
@@ -364,8 +364,9 @@ void c2s_close(tern_session_t *s, const char *cond, const char *text)
         log_info(s->tag, "stream error: %s%s%s", cond, text ? " - " : "", text ? text : "");
     if (!s->header_sent && cond)
         send_header(s, s->host ? s->host->domain : s->srv->hosts[0].domain, NULL);
-    s->state = C2S_OPEN; /* let the final bytes through */
-    if (cond) {
+    /* Every write below may fail and close the socket under us (the peer
+     * may be gone); from then on only the return further down applies. */
+    if (cond && s->state != C2S_CLOSED) {
         char *buf = NULL;
         size_t len = 0, cap = 0;
         append_lit(&buf, &len, &cap, "<stream:error><");

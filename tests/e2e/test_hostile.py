@@ -455,3 +455,17 @@ def test_connections_per_address_limited(tern):
     finally:
         for s in held:
             s.close()
+
+
+def test_peer_reset_while_server_sends_stream_error(server):
+    """The peer is gone (RST) by the time the server writes its stream
+    header and error: the failed write must not leave a half-closed
+    session behind for the sweep to close a second time."""
+    for _ in range(50):
+        sock = socket.create_connection((server.host, server.c2s_port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(b"junk before any stream header" * 10)
+        sock.close()  # RST: the server's reply write fails
+    time.sleep(4.5)  # past the sweep's 3 s limit for closing streams
+    assert server.alive()
+    server_login(server, "alice@localhost/after-reset").close()
