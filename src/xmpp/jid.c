@@ -619,35 +619,27 @@ static int local_fast(const char *in, size_t n, char *out, size_t *outlen)
     return 0;
 }
 
-static int prep_local_n(const char *in, size_t n, char *out, size_t *outlen)
+/* The PRECIS pipeline both profiles share (RFC 8264 §7): map until the
+ * result is stable, check the string class, then the profile's own extra
+ * rule on the code points (NULL for none). */
+typedef bool (*cps_check_fn)(const cps_t *cps);
+
+static int precis_prepare(const char *in, size_t n, const umap_fn *rules, size_t nrules,
+                          enum precis_class cls, cps_check_fn extra, char *out, size_t *outlen)
 {
-    static const umap_fn rules[] = {map_width, map_lower, map_nfc};
     ustr_t s;
     cps_t cps = {NULL, 0};
-    int rc;
-
-    if (n == 0 || n > RAW_PART_MAX)
-        return TERN_EINVAL;
-    if (is_ascii(in, n))
-        return local_fast(in, n, out, outlen);
-
-    rc = ustr_from_utf8(in, n, &s);
+    int rc = ustr_from_utf8(in, n, &s);
     if (rc)
         return rc;
-    rc = apply_rules_stable(&s, rules, TERN_ARRAY_LEN(rules));
+    rc = apply_rules_stable(&s, rules, nrules);
     if (rc)
         goto out;
     rc = cps_from_ustr(&s, &cps);
     if (rc)
         goto out;
     rc = TERN_EINVAL;
-    if (cps.n == 0 || !class_ok(&cps, PC_IDENTIFIER))
-        goto out;
-    for (size_t i = 0; i < cps.n; i++) {
-        if (local_forbidden(cps.cp[i]))
-            goto out;
-    }
-    if (has_rtl(cps.cp, cps.n) && !bidi_ok(cps.cp, cps.n))
+    if (cps.n == 0 || !class_ok(&cps, cls) || (extra && !extra(&cps)))
         goto out;
     rc = ustr_to_utf8(&s, out, outlen);
 out:
@@ -656,15 +648,31 @@ out:
     return rc;
 }
 
+/* RFC 7622 §3.3.1 characters, and the Bidi Rule for right-to-left text. */
+static bool local_extra_ok(const cps_t *cps)
+{
+    for (size_t i = 0; i < cps->n; i++)
+        if (local_forbidden(cps->cp[i]))
+            return false;
+    return !has_rtl(cps->cp, cps->n) || bidi_ok(cps->cp, cps->n);
+}
+
+static int prep_local_n(const char *in, size_t n, char *out, size_t *outlen)
+{
+    static const umap_fn rules[] = {map_width, map_lower, map_nfc};
+    if (n == 0 || n > RAW_PART_MAX)
+        return TERN_EINVAL;
+    if (is_ascii(in, n))
+        return local_fast(in, n, out, outlen);
+    return precis_prepare(in, n, rules, TERN_ARRAY_LEN(rules), PC_IDENTIFIER, local_extra_ok, out,
+                          outlen);
+}
+
 /* ---- resourcepart ------------------------------------------------------------ */
 
 static int prep_resource_n(const char *in, size_t n, char *out, size_t *outlen)
 {
     static const umap_fn rules[] = {map_spaces, map_nfc};
-    ustr_t s;
-    cps_t cps = {NULL, 0};
-    int rc;
-
     if (n == 0 || n > RAW_PART_MAX)
         return TERN_EINVAL;
     if (is_ascii(in, n)) {
@@ -680,23 +688,7 @@ static int prep_resource_n(const char *in, size_t n, char *out, size_t *outlen)
         return 0;
     }
 
-    rc = ustr_from_utf8(in, n, &s);
-    if (rc)
-        return rc;
-    rc = apply_rules_stable(&s, rules, TERN_ARRAY_LEN(rules));
-    if (rc)
-        goto out;
-    rc = cps_from_ustr(&s, &cps);
-    if (rc)
-        goto out;
-    rc = TERN_EINVAL;
-    if (cps.n == 0 || !class_ok(&cps, PC_FREEFORM))
-        goto out;
-    rc = ustr_to_utf8(&s, out, outlen);
-out:
-    free(cps.cp);
-    ustr_free(&s);
-    return rc;
+    return precis_prepare(in, n, rules, TERN_ARRAY_LEN(rules), PC_FREEFORM, NULL, out, outlen);
 }
 
 /* ---- domainpart ------------------------------------------------------------- */
