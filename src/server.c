@@ -94,9 +94,8 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
     srv->loop = loop;
     srv->cfg = cfg;
     srv->config_path = tern_xstrdup(config_path ? config_path : "");
-    hashmap_init(&srv->auth_fail_ip);
-    hashmap_init(&srv->auth_fail_account);
-    hashmap_init(&srv->register_ip);
+    throttle_init(&srv->auth_fail_ip);
+    throttle_init(&srv->auth_fail_account);
     hashmap_init(&srv->conns_per_ip);
     int lvl = log_level_parse(cfg->log_level);
     log_set_level(lvl < 0 ? LOG_INFO : (log_level_t)lvl);
@@ -138,69 +137,6 @@ tern_host_t *server_find_host(tern_server_t *srv, const char *domain)
     return NULL;
 }
 
-/* ---- throttles ---- */
-
-static void throttle_prune(tern_server_t *srv, hashmap_t *map, uint64_t now, unsigned window_s)
-{
-    size_t it = 0;
-    const char *k;
-    void *v;
-    /* Collect first: deleting while iterating would skip entries. */
-    char *dead[64];
-    size_t nd = 0;
-    while (nd < TERN_ARRAY_LEN(dead) && hashmap_next(map, &it, &k, &v)) {
-        throttle_entry_t *e = v;
-        if (now - e->window_start > (uint64_t)window_s * 1000)
-            dead[nd++] = e->key;
-    }
-    for (size_t i = 0; i < nd; i++) {
-        throttle_entry_t *e = hashmap_del(map, dead[i]);
-        free(e->key);
-        free(e);
-    }
-}
-
-bool throttle_exceeded(tern_server_t *srv, hashmap_t *map, const char *key, unsigned limit,
-                       unsigned window_s)
-{
-    if (!limit)
-        return false;
-    throttle_entry_t *e = hashmap_get(map, key);
-    if (!e)
-        return false;
-    if (uv_now(srv->loop) - e->window_start > (uint64_t)window_s * 1000)
-        return false;
-    return e->count >= limit;
-}
-
-void throttle_hit(tern_server_t *srv, hashmap_t *map, const char *key, unsigned window_s)
-{
-    uint64_t now = uv_now(srv->loop);
-    throttle_entry_t *e = hashmap_get(map, key);
-    if (!e) {
-        e = tern_xcalloc(1, sizeof(*e));
-        e->key = tern_xstrdup(key);
-        e->window_start = now;
-        hashmap_put(map, e->key, e);
-    } else if (now - e->window_start > (uint64_t)window_s * 1000) {
-        e->window_start = now;
-        e->count = 0;
-    }
-    e->count++;
-}
-
-static void throttle_free_all(hashmap_t *map)
-{
-    size_t it = 0;
-    void *v;
-    while (hashmap_next(map, &it, NULL, &v)) {
-        throttle_entry_t *e = v;
-        free(e->key);
-        free(e);
-    }
-    hashmap_free(map);
-}
-
 /* ---- timers and signals ---- */
 
 static void on_sweep(uv_timer_t *t)
@@ -208,13 +144,8 @@ static void on_sweep(uv_timer_t *t)
     tern_server_t *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     c2s_sweep(srv, now);
-    throttle_prune(srv, &srv->auth_fail_ip, now, srv->cfg->auth_window);
-    throttle_prune(srv, &srv->auth_fail_account, now, srv->cfg->auth_window);
-    unsigned rw = 3600;
-    for (size_t i = 0; i < srv->nhosts; i++)
-        if (srv->hosts[i].cfg->registration_window > rw)
-            rw = srv->hosts[i].cfg->registration_window;
-    throttle_prune(srv, &srv->register_ip, now, rw);
+    throttle_prune(&srv->auth_fail_ip, srv->cfg->auth_window, now);
+    throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
     if (srv->shutting_down && srv->nsessions == 0) {
         uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
         uv_close((uv_handle_t *)&srv->sig_term, NULL);
@@ -384,9 +315,8 @@ void server_free(tern_server_t *srv)
         tls_ctx_free(srv->tls);
     if (srv->tls_direct)
         tls_ctx_free(srv->tls_direct);
-    throttle_free_all(&srv->auth_fail_ip);
-    throttle_free_all(&srv->auth_fail_account);
-    throttle_free_all(&srv->register_ip);
+    throttle_free(&srv->auth_fail_ip);
+    throttle_free(&srv->auth_fail_account);
     size_t it = 0;
     void *v;
     while (hashmap_next(&srv->conns_per_ip, &it, NULL, &v))

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/hashmap.h"
+#include "core/throttle.h"
 #include "net/tls.h"
 #include "sasl/scram.h"
 #include "storage/storage.h"
@@ -74,12 +75,6 @@ struct tern_host {
     hashmap_t sessions; /* full JID -> tern_session_t */
 };
 
-typedef struct throttle_entry {
-    char *key;
-    unsigned count;
-    uint64_t window_start; /* ms */
-} throttle_entry_t;
-
 struct tern_server {
     uv_loop_t *loop;
     config_t *cfg;
@@ -97,7 +92,8 @@ struct tern_server {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool shutting_down;
     bool timers_started;
-    hashmap_t auth_fail_ip, auth_fail_account, register_ip, conns_per_ip;
+    throttle_t auth_fail_ip, auth_fail_account; /* failed logins per address / account */
+    hashmap_t conns_per_ip;
     /* Shared I/O scratch: the loop is single-threaded and every read is
      * processed before the next, so one buffer serves all connections
      * and an idle connection holds none. */
@@ -114,11 +110,6 @@ void server_shutdown(tern_server_t *srv);
 void server_free(tern_server_t *srv);
 tern_host_t *server_find_host(tern_server_t *srv, const char *domain);
 int server_reload(tern_server_t *srv);
-
-/* ---- throttle (server.c) ---- */
-bool throttle_exceeded(tern_server_t *srv, hashmap_t *map, const char *key, unsigned limit,
-                       unsigned window_s);
-void throttle_hit(tern_server_t *srv, hashmap_t *map, const char *key, unsigned window_s);
 
 /* ---- modules.c ---- */
 int modules_init_host(tern_host_t *host, char *err, size_t errlen);

@@ -93,10 +93,10 @@ static void sasl_failure(tern_session_t *s, sasl_error_t err, bool counts)
         return;
     log_info(s->tag, "authentication failed for %s@%s from %s: %s",
              s->auth_user ? s->auth_user : "?", s->host->domain, s->ip, sasl_error_name(err));
-    throttle_hit(srv, &srv->auth_fail_ip, s->ip, cfg->auth_window);
+    throttle_hit(&srv->auth_fail_ip, s->ip, cfg->auth_window, uv_now(srv->loop));
     if (s->auth_user) {
         char *k = account_key(s, s->auth_user);
-        throttle_hit(srv, &srv->auth_fail_account, k, cfg->auth_window);
+        throttle_hit(&srv->auth_fail_account, k, cfg->auth_window, uv_now(srv->loop));
         free(k);
     }
     if (++s->auth_failures >= cfg->auth_max_attempts)
@@ -116,8 +116,8 @@ static bool account_throttled(tern_session_t *s, const char *user)
 {
     tern_server_t *srv = s->srv;
     char *k = account_key(s, user);
-    bool t = throttle_exceeded(srv, &srv->auth_fail_account, k, srv->cfg->auth_account_limit,
-                               srv->cfg->auth_window);
+    bool t = throttle_exceeded(&srv->auth_fail_account, k, srv->cfg->auth_account_limit,
+                               srv->cfg->auth_window, uv_now(srv->loop));
     free(k);
     return t;
 }
@@ -386,8 +386,8 @@ void c2s_handle_sasl(tern_session_t *s, xml_node_t *el)
             sasl_failure(s, SASL_ERR_INVALID_MECHANISM, false);
             return;
         }
-        if (throttle_exceeded(srv, &srv->auth_fail_ip, s->ip, srv->cfg->auth_ip_limit,
-                              srv->cfg->auth_window)) {
+        if (throttle_exceeded(&srv->auth_fail_ip, s->ip, srv->cfg->auth_ip_limit,
+                              srv->cfg->auth_window, uv_now(srv->loop))) {
             sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
             return;
         }

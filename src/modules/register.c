@@ -17,22 +17,16 @@
 
 #include "../core/common.h"
 #include "../core/config.h"
-#include "../core/hashmap.h"
 #include "../core/log.h"
+#include "../core/throttle.h"
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "tern/module.h"
 
 typedef struct {
     tern_host_t *host;
-    hashmap_t by_ip; /* ip -> reg_count_t */
+    throttle_t by_ip; /* accounts created per source address */
 } reg_t;
-
-typedef struct {
-    char *ip;
-    unsigned count;
-    uint64_t since_ms;
-} reg_count_t;
 
 typedef enum { OP_CREATE, OP_PASSWD, OP_REMOVE } reg_op_t;
 
@@ -68,43 +62,14 @@ static void job_free(reg_job_t *j)
 
 static bool ip_limited(reg_t *r, const char *ip, const config_host_t *hc)
 {
-    if (!hc->registration_limit)
-        return false;
-    reg_count_t *c = hashmap_get(&r->by_ip, ip);
-    if (!c)
-        return false;
-    if (now_ms() - c->since_ms > (uint64_t)hc->registration_window * 1000)
-        return false;
-    return c->count >= hc->registration_limit;
+    return throttle_exceeded(&r->by_ip, ip, hc->registration_limit, hc->registration_window,
+                             now_ms());
 }
 
 static void ip_count(reg_t *r, const char *ip, const config_host_t *hc)
 {
-    reg_count_t *c = hashmap_get(&r->by_ip, ip);
-    uint64_t now = now_ms();
-    if (!c) {
-        /* Drop stale entries now and then so the table stays small. */
-        if (hashmap_count(&r->by_ip) > 4096) {
-            size_t it = 0;
-            void *v;
-            while (hashmap_next(&r->by_ip, &it, NULL, &v)) {
-                reg_count_t *o = v;
-                if (now - o->since_ms > (uint64_t)hc->registration_window * 1000) {
-                    hashmap_del(&r->by_ip, o->ip);
-                    free(o->ip);
-                    free(o);
-                }
-            }
-        }
-        c = tern_xcalloc(1, sizeof(*c));
-        c->ip = tern_xstrdup(ip);
-        c->since_ms = now;
-        hashmap_put(&r->by_ip, c->ip, c);
-    } else if (now - c->since_ms > (uint64_t)hc->registration_window * 1000) {
-        c->since_ms = now;
-        c->count = 0;
-    }
-    c->count++;
+    throttle_prune(&r->by_ip, hc->registration_window, now_ms());
+    throttle_hit(&r->by_ip, ip, hc->registration_window, now_ms());
 }
 
 static int job_store(const storage_driver_t *drv, storage_db_t *db, void *arg)
@@ -313,7 +278,7 @@ static void *register_init(tern_module_t *m)
 {
     reg_t *r = tern_xcalloc(1, sizeof(*r));
     r->host = tern_module_host(m);
-    hashmap_init(&r->by_ip);
+    throttle_init(&r->by_ip);
     tern_register_iq(m, TERN_SCOPE_PREAUTH, NS_REGISTER, "query", on_preauth);
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_REGISTER, "query", on_account);
     tern_register_iq(m, TERN_SCOPE_SERVER, NS_REGISTER, "query", on_account);
@@ -328,14 +293,7 @@ static void *register_init(tern_module_t *m)
 static void register_fini(void *st)
 {
     reg_t *r = st;
-    size_t it = 0;
-    void *v;
-    while (hashmap_next(&r->by_ip, &it, NULL, &v)) {
-        reg_count_t *c = v;
-        free(c->ip);
-        free(c);
-    }
-    hashmap_free(&r->by_ip);
+    throttle_free(&r->by_ip);
     free(r);
 }
 
