@@ -24,9 +24,13 @@ struct scram_cache_entry {
     unsigned char server_key[64];
 };
 
+/* Entries in v; idx is an open-addressing hash table of entry numbers + 1
+ * (0 = empty slot), so a lookup costs the same with 15,000 users as with 10. */
 struct scram_cache {
     struct scram_cache_entry *v;
     size_t n, cap;
+    uint32_t *idx;
+    size_t idx_cap; /* power of two, kept at least twice n */
     uint64_t hits, misses;
 };
 
@@ -56,5 +60,36 @@ char *scram_client_final(struct scram *st, struct scram_cache *cache, const char
                          const char *server_first_b64);
 /* SCRAM step 3: verify base64 server-final (v=...). 0 on success. */
 int scram_verify_server(const struct scram *st, const char *server_final_b64);
+
+/* ---- utilities (util.c) ---------------------------------------------- */
+
+/* Latency histogram: 64 log-spaced sub-buckets per power of two (about
+ * 1.5 % relative error), exact min/max/mean. */
+#define HIST_SUB 64
+#define HIST_N   (64 * HIST_SUB)
+
+struct hist {
+    uint64_t b[HIST_N];
+    uint64_t n, sum, min, max;
+};
+
+void hist_add(struct hist *h, uint64_t v);
+void hist_merge(struct hist *into, const struct hist *from);
+double hist_pct(const struct hist *h, double p);
+
+struct procmem {
+    long rss_kb, pss_kb;
+};
+
+uint64_t now_ns(void); /* CLOCK_MONOTONIC, shared by all threads */
+/* VmRSS and Pss of pid in kB; -1 if the process cannot be read. */
+int read_procmem(int pid, struct procmem *m);
+/* utime+stime of pid in clock ticks, or 0 if unavailable. */
+uint64_t read_proccpu(int pid);
+double ticks_to_us(uint64_t t);
+/* Decimal digits of v written to out (no terminator); returns the length. */
+size_t fmt_u64(char *out, uint64_t v);
+/* Escape for an XML attribute value or text. */
+void xml_esc(char *out, size_t cap, const char *in);
 
 #endif
