@@ -5,6 +5,7 @@
 #   make test       install test dependencies, ASan+UBSan build in build-asan/, run all tests
 #   make fuzz       build libFuzzer targets in build-fuzz/ and run each briefly
 #   make format     clang-format every C file in place
+#   make bench      install Prosody/ejabberd, benchmark Tern side by side (bench/README.md)
 
 PKGS := libuv expat openssl sqlite3 libidn2 icu-uc
 CC ?= cc
@@ -87,8 +88,11 @@ format-check:
 conformance: all
 	@scripts/conformance.sh $(BUILD)
 
+# Side by side with Prosody and ejabberd (bench/README.md). BENCH_ARGS is
+# passed to bench/run, e.g. make bench BENCH_ARGS="--quick --servers tern".
+BENCH_ARGS ?=
 bench:
-	@echo "benchmarks arrive with issue 3" && exit 1
+	@bench/run suite $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-asan build-fuzz

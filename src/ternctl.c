@@ -50,6 +50,10 @@ static void usage(FILE *out)
             "  user del JID        delete an account and all its data\n"
             "  user passwd JID     set an account's password\n"
             "  user list [DOMAIN]  list accounts, one bare JID per line\n"
+            "  user bulk-add FMT COUNT\n"
+            "                      benchmarks only: create COUNT accounts from FMT, a bare\n"
+            "                      JID with one %%d (e.g. user%%d@localhost) numbered\n"
+            "                      0..COUNT-1, all with the same password and salt\n"
             "\n"
             "Passwords are prompted for on a terminal, otherwise read as one line\n"
             "from standard input. CONFIG defaults to $TERN_CONFIG, else " DEFAULT_CONFIG ".\n");
@@ -345,6 +349,68 @@ static int cmd_account(ctl_t *c, account_action_t act, const char *arg)
     return status;
 }
 
+#define BULK_MAX 10000000UL
+
+/* Splits a bulk-add format at its only "%d" into prefix and suffix (in
+ * place); any other '%' is refused so a typo cannot name odd accounts. */
+static int split_format(char *fmt, const char **prefix, const char **suffix)
+{
+    char *mark = strstr(fmt, "%d");
+    if (!mark || strchr(mark + 2, '%') || memchr(fmt, '%', (size_t)(mark - fmt))) {
+        fprintf(stderr, "ternctl: format '%s' needs exactly one %%d and no other %%\n", fmt);
+        return -1;
+    }
+    *mark = '\0';
+    *prefix = fmt;
+    *suffix = mark + 2;
+    return 0;
+}
+
+/* Benchmark setup: thousands of accounts in seconds. The password is read
+ * and PBKDF2 run once, so every account shares one salt and one set of
+ * SCRAM keys: fine for load tests, wrong for real users, which is why
+ * "user add" derives a fresh salt per account. Stops at the first account
+ * that cannot be created (e.g. one that exists already). */
+static int cmd_bulk_add(ctl_t *c, const char *fmt_arg, const char *count_arg)
+{
+    char *end;
+    errno = 0;
+    unsigned long count = strtoul(count_arg, &end, 10);
+    if (errno || end == count_arg || *end || count_arg[0] == '-' || count > BULK_MAX) {
+        fprintf(stderr, "ternctl: count must be a number from 0 to %lu\n", BULK_MAX);
+        return EXIT_ERR;
+    }
+    char *fmt = tern_xstrdup(fmt_arg);
+    const char *prefix, *suffix;
+    int status = EXIT_ERR;
+    scram_creds_t creds;
+    if (split_format(fmt, &prefix, &suffix) != 0 || open_storage(c) != 0 ||
+        new_credentials(c, &creds) != 0)
+        goto out;
+    status = EXIT_OK;
+    for (unsigned long i = 0; i < count && status == EXIT_OK; i++) {
+        char addr[1024];
+        jid_t jid;
+        if ((size_t)snprintf(addr, sizeof(addr), "%s%lu%s", prefix, i, suffix) >= sizeof(addr)) {
+            fprintf(stderr, "ternctl: format '%s' is too long\n", fmt_arg);
+            status = EXIT_ERR;
+            break;
+        }
+        if (parse_account(c, addr, &jid) != 0) {
+            status = EXIT_ERR;
+            break;
+        }
+        int rc = c->drv->user_create(c->db, jid.domain, jid.local, &creds);
+        if (rc != 0)
+            status = report_storage_error(rc, &jid);
+        jid_clear(&jid);
+    }
+out:
+    explicit_bzero(&creds, sizeof(creds));
+    free(fmt);
+    return status;
+}
+
 typedef struct {
     char **jids;
     size_t n, cap;
@@ -419,6 +485,8 @@ static int run_user(ctl_t *c, int argc, char **argv)
             return -1;
         return cmd_list(c, argc == 2 ? argv[1] : NULL);
     }
+    if (strcmp(sub, "bulk-add") == 0)
+        return argc == 3 ? cmd_bulk_add(c, argv[1], argv[2]) : -1;
     if (argc != 2)
         return -1;
     if (strcmp(sub, "add") == 0)
@@ -465,12 +533,15 @@ int main(int argc, char **argv)
     }
     /* Validate the command line before touching the configuration, so a
      * typo is reported as such even when the config is broken. */
-    static const char *const subs[] = {"add", "del", "passwd", "list"};
-    bool known = false;
+    static const struct {
+        const char *name;
+        int min_args, max_args; /* after "user NAME" */
+    } subs[] = {{"add", 1, 1}, {"del", 1, 1}, {"passwd", 1, 1}, {"list", 0, 1}, {"bulk-add", 2, 2}};
+    bool valid = false;
     for (size_t i = 0; argc >= 2 && i < TERN_ARRAY_LEN(subs); i++)
-        known = known || strcmp(argv[1], subs[i]) == 0;
-    bool is_list = known && strcmp(argv[1], "list") == 0;
-    if (!known || (is_list && argc > 3) || (!is_list && argc != 3)) {
+        valid = valid || (strcmp(argv[1], subs[i].name) == 0 && argc - 2 >= subs[i].min_args &&
+                          argc - 2 <= subs[i].max_args);
+    if (!valid) {
         usage(stderr);
         return EXIT_USAGE;
     }

@@ -1,0 +1,51 @@
+-- Prosody under bench/run. $${...} placeholders are filled in by
+-- bench/lib/servers.py; bench/README.md explains how this matches the Tern
+-- and ejabberd configs.
+
+-- The harness runs as the current user (root here) and never as a daemon.
+run_as_root = true
+pidfile = "${workdir}/prosody.pid"
+data_path = "${workdir}/data"
+log = { warn = "${workdir}/prosody.log" }
+
+-- The same accept backlog as Tern and ejabberd (1024).
+network_settings = { tcp_backlog = 1024 }
+
+interfaces = { "127.0.0.1" }
+local_interfaces = { "127.0.0.1" }
+c2s_ports = { ${c2s_port} }
+c2s_direct_tls_ports = { }
+s2s_ports = { }
+component_ports = { }
+http_ports = { }
+https_ports = { }
+
+-- Only what Tern also does (stream, TLS, SASL, bind, presence, messages,
+-- disco, ping, version, time) plus rosters, which Prosody's session
+-- manager loads at every login anyway. Left out on purpose: carbons, MAM,
+-- offline storage, stream management, CSI, PEP, limits (rate limiting),
+-- vcard, private, blocklist, register, admin interfaces, HTTP.
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version", "time" }
+modules_disabled = { "offline", "s2s", "s2s_auth_certs" }
+
+c2s_require_encryption = ${require_tls}
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+default_iteration_count = ${iterations}
+
+storage = "sql"
+sql = { driver = "SQLite3", database = "${workdir}/prosody.sqlite" }
+
+-- Where certmanager looks for certificates; the one used is given below.
+certificates = "${cert_dir}"
+ssl = {
+    certificate = "${cert}";
+    key = "${key}";
+    protocol = "tlsv1_2+";
+}
+
+VirtualHost "localhost"
+
+Component "conference.localhost" "muc"
+    restrict_room_creation = false
+    max_history_messages = 0
