@@ -1110,6 +1110,8 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             /* Quiet for a while: give expat's ~12 KB back until the next
              * byte arrives (most connections are idle most of the time). */
             s->parser_idle = true;
+            if (s->tls)
+                tls_conn_hibernate(s->tls);
             released++;
             log_debug(s->tag, "idle: parser memory released");
         }

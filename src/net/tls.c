@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "net/tls13.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -65,12 +66,32 @@ struct tls_ctx {
     size_t alpn_len;         /* 0 = no ALPN */
 };
 
+/* Application traffic secrets seen by the keylog callback during a TLS 1.3
+ * handshake; freed (wiped) once the record layer has taken them. */
+struct tls_secrets {
+    unsigned char client[TLS13_MAX_SECRET], server[TLS13_MAX_SECRET];
+    size_t client_len, server_len;
+};
+
+/* What a connection still needs to answer once its SSL object is gone. */
+struct tls_offloaded {
+    tls13_t rec;
+    char *sni;
+    unsigned char exporter[TLS_EXPORTER_LEN];
+    unsigned char end_point[EVP_MAX_MD_SIZE];
+    unsigned char end_point_len; /* 0 = not available */
+};
+
 struct tls_conn {
+    /* During the handshake, and for TLS 1.2 for the connection's life: */
     SSL *ssl;
     BIO *rbio;              /* owned by ssl; ciphertext from the peer */
     BIO *wbio;              /* owned by ssl; ciphertext to the peer */
     unsigned char *pending; /* plaintext written before the handshake */
     size_t pending_len;
+    struct tls_secrets *secrets;
+    /* After a TLS 1.3 handshake: ssl is NULL and this carries the records. */
+    struct tls_offloaded *off;
     bool fatal; /* SSL_shutdown must not follow a fatal error */
 };
 
@@ -191,6 +212,46 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* OpenSSL 3.0 has no API for the traffic secrets other than the key log
+ * (NSS format: "LABEL <client random> <secret>", hex). We keep only the two
+ * application secrets, which tls13.c needs to carry the connection on. */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    tls_conn_t *c = SSL_get_app_data(ssl);
+    bool client = strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0;
+    bool server = strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0;
+    if (!c || (!client && !server))
+        return;
+    const char *hex = strchr(line + 24, ' ');
+    if (!hex)
+        return;
+    hex++;
+    size_t hex_len = strlen(hex);
+    if (hex_len % 2 != 0 || hex_len / 2 > TLS13_MAX_SECRET)
+        return;
+    if (!c->secrets)
+        c->secrets = tern_xcalloc(1, sizeof(*c->secrets));
+    unsigned char *out = client ? c->secrets->client : c->secrets->server;
+    for (size_t i = 0; i < hex_len / 2; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    *(client ? &c->secrets->client_len : &c->secrets->server_len) = hex_len / 2;
+}
+
 /* An encrypted key file must fail to load, not block on a terminal prompt. */
 static int no_password_cb(char *buf, int size, int rwflag, void *userdata)
 {
@@ -223,6 +284,7 @@ static SSL_CTX *new_ssl_ctx(tls_ctx_t *ctx)
     SSL_CTX_set_num_tickets(s, 1);
     SSL_CTX_set_default_passwd_cb(s, no_password_cb);
     SSL_CTX_set_alpn_select_cb(s, alpn_select_cb, ctx);
+    SSL_CTX_set_keylog_callback(s, keylog_cb);
     return s;
 }
 
@@ -392,7 +454,17 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx)
     c->ssl = ssl;
     c->rbio = r;
     c->wbio = w;
+    SSL_set_app_data(ssl, c);
     return c;
+}
+
+static void free_secrets(tls_conn_t *c)
+{
+    if (c->secrets) {
+        OPENSSL_cleanse(c->secrets, sizeof(*c->secrets));
+        free(c->secrets);
+        c->secrets = NULL;
+    }
 }
 
 void tls_conn_free(tls_conn_t *c)
@@ -404,7 +476,25 @@ void tls_conn_free(tls_conn_t *c)
         OPENSSL_cleanse(c->pending, c->pending_len);
         free(c->pending);
     }
+    free_secrets(c);
+    if (c->off) {
+        tls13_clear(&c->off->rec);
+        free(c->off->sni);
+        free(c->off);
+    }
     free(c);
+}
+
+static tls_status_t from_tls13(tls13_status_t st)
+{
+    switch (st) {
+    case TLS13_OK:
+        return TLS_OK;
+    case TLS13_CLOSED:
+        return TLS_CLOSED;
+    default:
+        return TLS_ERROR;
+    }
 }
 
 /* Maps the outcome of a failed SSL call; the error queue was cleared before
@@ -437,6 +527,8 @@ static tls_status_t map_error(tls_conn_t *c, int ret, const char *what)
 
 static tls_status_t write_now(tls_conn_t *c, const void *data, size_t len)
 {
+    if (c->off)
+        return from_tls13(tls13_write(&c->off->rec, data, len));
     size_t done = 0;
     while (done < len) {
         size_t w = 0;
@@ -466,8 +558,80 @@ static tls_status_t flush_pending(tls_conn_t *c)
     return st;
 }
 
+/* As SSL_read: no data yet is TLS_WANT_MORE. */
+static tls_status_t read_offloaded(tls_conn_t *c, void *buf, size_t cap, size_t *n)
+{
+    tls_status_t st = from_tls13(tls13_read(&c->off->rec, buf, cap, n));
+    return st == TLS_OK && *n == 0 ? TLS_WANT_MORE : st;
+}
+
+/* Counts whole TLS records in data; -1 when it does not end on a record
+ * boundary. */
+static long count_records(const unsigned char *data, size_t len)
+{
+    long n = 0;
+    size_t i = 0;
+    while (len - i >= TLS13_HEADER_LEN) {
+        i += TLS13_HEADER_LEN + (((size_t)data[i + 3] << 8) | data[i + 4]);
+        n++;
+    }
+    return i == len ? n : -1;
+}
+
+/* Hands a TLS 1.3 connection whose handshake just completed over to the
+ * record layer of tls13.c and frees the SSL object (see tls13.h for why).
+ * out_before is how much ciphertext was waiting before the completing
+ * handshake step: what that step wrote are session tickets, already under
+ * the server's application secret, so they set our first sequence number.
+ * OpenSSL reads records one at a time (no read-ahead), so whatever input is
+ * left in the BIO starts at the client's first application record. When
+ * anything does not fit these expectations the connection simply stays on
+ * OpenSSL. */
+static void offload(tls_conn_t *c, size_t out_before)
+{
+    struct tls_secrets *sec = c->secrets;
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+    uint16_t suite = cipher ? (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff) : 0;
+    char *wdata = NULL, *rdata = NULL;
+    long wlen = BIO_get_mem_data(c->wbio, &wdata);
+    long rlen = BIO_get_mem_data(c->rbio, &rdata);
+    long tickets = wlen >= (long)out_before ? count_records((unsigned char *)wdata + out_before,
+                                                            (size_t)wlen - out_before)
+                                            : -1;
+    if (!sec || sec->client_len == 0 || sec->client_len != sec->server_len ||
+        !tls13_suite_supported(suite) || tickets < 0 || rlen < 0) {
+        free_secrets(c);
+        return;
+    }
+    struct tls_offloaded *off = tern_xcalloc(1, sizeof(*off));
+    size_t n = 0, ep_len = 0;
+    bool ok = tls_conn_cb_exporter(c, off->exporter, sizeof(off->exporter), &n) == TERN_OK &&
+              tls13_init(&off->rec, suite, sec->client, sec->server, sec->client_len, 0,
+                         (uint64_t)tickets) == 0;
+    free_secrets(c);
+    if (!ok) {
+        tls13_clear(&off->rec);
+        free(off);
+        return;
+    }
+    if (tls_conn_cb_server_end_point(c, off->end_point, sizeof(off->end_point), &ep_len) == TERN_OK)
+        off->end_point_len = (unsigned char)ep_len;
+    const char *sni = tls_conn_sni(c);
+    off->sni = sni ? tern_xstrdup(sni) : NULL;
+    if (wlen > 0)
+        tls13_out_put_raw(&off->rec, wdata, (size_t)wlen);
+    if (rlen > 0)
+        tls13_feed(&off->rec, rdata, (size_t)rlen);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->rbio = c->wbio = NULL;
+    c->off = off;
+}
+
 tls_status_t tls_conn_feed(tls_conn_t *c, const void *data, size_t len)
 {
+    if (c->off)
+        return from_tls13(tls13_feed(&c->off->rec, data, len));
     const unsigned char *p = data;
     while (len > 0) {
         int chunk = len > INT_MAX ? INT_MAX : (int)len;
@@ -491,7 +655,10 @@ tls_status_t tls_conn_read(tls_conn_t *c, void *buf, size_t cap, size_t *n)
     *n = 0;
     if (c->fatal)
         return TLS_ERROR;
+    if (c->off)
+        return read_offloaded(c, buf, cap, n);
     if (!SSL_is_init_finished(c->ssl)) {
+        size_t out_before = BIO_ctrl_pending(c->wbio);
         ERR_clear_error();
         int ret = SSL_do_handshake(c->ssl);
         if (ret != 1) {
@@ -502,8 +669,14 @@ tls_status_t tls_conn_read(tls_conn_t *c, void *buf, size_t cap, size_t *n)
         }
         log_debug(TLS_TAG, "handshake done: %s %s sni=%s", SSL_get_version(c->ssl),
                   SSL_get_cipher_name(c->ssl), tls_conn_sni(c) ? tls_conn_sni(c) : "-");
+        if (SSL_version(c->ssl) == TLS1_3_VERSION)
+            offload(c, out_before);
+        else
+            free_secrets(c);
         if (flush_pending(c) != TLS_OK)
             return TLS_ERROR;
+        if (c->off)
+            return read_offloaded(c, buf, cap, n);
     }
     if (cap == 0)
         return TLS_OK;
@@ -524,6 +697,8 @@ tls_status_t tls_conn_write(tls_conn_t *c, const void *data, size_t len)
         return TLS_ERROR;
     if (len == 0)
         return TLS_OK;
+    if (c->off)
+        return from_tls13(tls13_write(&c->off->rec, data, len));
     if (!SSL_is_init_finished(c->ssl)) {
         /* SSL_write would try to drive the handshake itself and report
          * WANT_READ with nothing written; keeping the bytes here lets the
@@ -544,11 +719,15 @@ tls_status_t tls_conn_write(tls_conn_t *c, const void *data, size_t len)
 
 size_t tls_conn_out_pending(const tls_conn_t *c)
 {
+    if (c->off)
+        return tls13_out_pending(&c->off->rec);
     return BIO_ctrl_pending(c->wbio);
 }
 
 size_t tls_conn_out_read(tls_conn_t *c, void *buf, size_t cap)
 {
+    if (c->off)
+        return tls13_out_read(&c->off->rec, buf, cap);
     size_t got = 0;
     if (cap == 0 || BIO_ctrl_pending(c->wbio) == 0)
         return 0;
@@ -558,8 +737,19 @@ size_t tls_conn_out_read(tls_conn_t *c, void *buf, size_t cap)
     return got;
 }
 
+void tls_conn_hibernate(tls_conn_t *c)
+{
+    if (c->off)
+        tls13_hibernate(&c->off->rec);
+}
+
 void tls_conn_shutdown(tls_conn_t *c)
 {
+    if (c->off) {
+        if (!c->fatal)
+            tls13_close_notify(&c->off->rec);
+        return;
+    }
     /* OpenSSL forbids SSL_shutdown after a fatal error, and mid-handshake
      * there is no session to close politely; the caller just drops it. */
     if (c->fatal || !SSL_is_init_finished(c->ssl))
@@ -572,16 +762,20 @@ void tls_conn_shutdown(tls_conn_t *c)
 
 bool tls_conn_handshake_done(const tls_conn_t *c)
 {
-    return SSL_is_init_finished(c->ssl) == 1;
+    return c->off || SSL_is_init_finished(c->ssl) == 1;
 }
 
 const char *tls_conn_sni(const tls_conn_t *c)
 {
+    if (c->off)
+        return c->off->sni;
     return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
 }
 
 const char *tls_conn_version(const tls_conn_t *c)
 {
+    if (c->off)
+        return "TLSv1.3";
     if (!tls_conn_handshake_done(c))
         return NULL;
     return SSL_get_version(c->ssl);
@@ -589,7 +783,7 @@ const char *tls_conn_version(const tls_conn_t *c)
 
 bool tls_conn_is_tls13(const tls_conn_t *c)
 {
-    return tls_conn_handshake_done(c) && SSL_version(c->ssl) == TLS1_3_VERSION;
+    return c->off || (tls_conn_handshake_done(c) && SSL_version(c->ssl) == TLS1_3_VERSION);
 }
 
 /* ---- channel binding ---------------------------------------------------- */
@@ -603,6 +797,11 @@ int tls_conn_cb_exporter(tls_conn_t *c, unsigned char *out, size_t cap, size_t *
         return TERN_ENOENT;
     if (cap < TLS_EXPORTER_LEN)
         return TERN_ERANGE;
+    if (c->off) {
+        memcpy(out, c->off->exporter, TLS_EXPORTER_LEN);
+        *n = TLS_EXPORTER_LEN;
+        return TERN_OK;
+    }
     ERR_clear_error();
     if (SSL_export_keying_material(c->ssl, out, TLS_EXPORTER_LEN, TLS_EXPORTER_LABEL,
                                    sizeof(TLS_EXPORTER_LABEL) - 1, NULL, 0, 0) != 1) {
@@ -618,6 +817,15 @@ int tls_conn_cb_server_end_point(tls_conn_t *c, unsigned char *out, size_t cap, 
     *n = 0;
     if (!tls_conn_handshake_done(c))
         return TERN_ENOENT;
+    if (c->off) {
+        if (c->off->end_point_len == 0)
+            return TERN_ENOENT;
+        if (cap < c->off->end_point_len)
+            return TERN_ERANGE;
+        memcpy(out, c->off->end_point, c->off->end_point_len);
+        *n = c->off->end_point_len;
+        return TERN_OK;
+    }
     X509 *cert = SSL_get_certificate(c->ssl);
     if (!cert)
         return TERN_ENOENT;

@@ -58,6 +58,9 @@ tls_status_t tls_conn_write(tls_conn_t *c, const void *data, size_t len);
  * to cap of them into buf (returns the count copied; they are consumed). */
 size_t tls_conn_out_pending(const tls_conn_t *c);
 size_t tls_conn_out_read(tls_conn_t *c, void *buf, size_t cap);
+/* Gives back what an idle connection can rebuild on its next use (cipher
+ * contexts and empty buffers of a TLS 1.3 connection). */
+void tls_conn_hibernate(tls_conn_t *c);
 /* Sends close_notify (ciphertext then available via tls_conn_out_read). */
 void tls_conn_shutdown(tls_conn_t *c);
 
