@@ -24,7 +24,12 @@
  * suppressed, then parsing continues at the byte after the stanza. bias
  * maps expat's restarted byte indexes back to stream coordinates.
  *
- * Hibernation uses the same replay: an idle stream's expat (some 11 KB)
+ * expat's memory comes from a per-parser arena (arena.h) so that freeing
+ * a parser gives its pages back to the kernel; renewal and reset therefore
+ * create a new expat in an emptied arena instead of calling
+ * XML_ParserReset.
+ *
+ * Hibernation uses the same replay: an idle stream's expat (some 12 KB)
  * is freed outright and created again by the next feed, which replays the
  * header at the current position. It is only allowed where expat holds no
  * byte that has not produced an event, so nothing but the header's
@@ -33,6 +38,7 @@
 #include "xml/parser.h"
 
 #include "core/common.h"
+#include "xml/arena.h"
 #include "xml/ns.h"
 
 #include <expat.h>
@@ -52,11 +58,6 @@
 /* Character data buffer capacity kept between stanzas; a big body's buffer
  * is released once the stanza is done. */
 #define TEXT_KEEP (8 * 1024)
-/* What a live expat costs, for xml_parser_mem: measured with mallinfo2 on
- * expat 2.5 after a stream header and a small stanza. expat's allocations
- * cannot be counted per parser without global state (its allocator hooks
- * take no context), hence an estimate. */
-#define EXPAT_MEM_ESTIMATE (11 * 1024 + 256)
 /* Bounds expat's name tables to what this much input can declare (about
  * 1 MB at worst) while costing one reset per 128 KB of traffic. Fuzz
  * builds lower it so that renewal happens all the time. */
@@ -75,7 +76,8 @@ XML_SetReparseDeferralEnabled(XML_Parser parser, XML_Bool enabled) __attribute__
 #endif
 
 struct xml_parser {
-    XML_Parser xp; /* NULL while hibernating, or after a reset of a hibernating parser */
+    XML_Parser xp;      /* NULL while hibernating, or after a reset of a hibernating parser */
+    xml_arena_t *arena; /* all of expat's memory (see arena.h) */
     xml_parser_cb_t cb;
     void *ud;
     size_t max_stanza;
@@ -560,15 +562,74 @@ static void setup(xml_parser_t *p)
 #endif
 }
 
+/* expat's allocator hooks take no context, so the arena of the parser being
+ * worked on is published per thread around every expat call that may
+ * allocate or free. Calls nest when a callback of one stream frees another
+ * stream's parser (a resource conflict closes the older session), hence
+ * the save and restore. */
+static _Thread_local xml_arena_t *current_arena;
+
+static xml_arena_t *enter_arena(const xml_parser_t *p)
+{
+    xml_arena_t *saved = current_arena;
+    current_arena = p->arena;
+    return saved;
+}
+
+static void leave_arena(xml_arena_t *saved)
+{
+    current_arena = saved;
+}
+
+static void *expat_malloc(size_t size)
+{
+    return xml_arena_alloc(current_arena, size);
+}
+
+static void *expat_realloc(void *ptr, size_t size)
+{
+    return xml_arena_realloc(current_arena, ptr, size);
+}
+
+static void expat_free(void *ptr)
+{
+    xml_arena_free(current_arena, ptr);
+}
+
+static const XML_Memory_Handling_Suite expat_memory = {expat_malloc, expat_realloc, expat_free};
+
+/* Forcing UTF-8 makes expat ignore any other encoding a declaration or byte
+ * order mark claims; RFC 6120 allows nothing else. */
+static XML_Parser create_expat(xml_parser_t *p)
+{
+    static const XML_Char sep[] = {NS_SEP, 0};
+    xml_arena_t *saved = enter_arena(p);
+    XML_Parser xp = XML_ParserCreate_MM("UTF-8", &expat_memory, sep);
+    leave_arena(saved);
+    return xp;
+}
+
+/* Frees expat and gives its pages back. */
+static void free_expat(xml_parser_t *p)
+{
+    if (p->xp) {
+        xml_arena_t *saved = enter_arena(p);
+        XML_ParserFree(p->xp);
+        leave_arena(saved);
+        p->xp = NULL;
+    }
+    xml_arena_release(p->arena);
+}
+
 xml_parser_t *xml_parser_new(const xml_parser_cb_t *cb, void *ud, size_t max_stanza_bytes)
 {
     xml_parser_t *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    /* Forcing UTF-8 makes expat ignore any other encoding a declaration or
-     * byte order mark claims; RFC 6120 allows nothing else. */
-    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    p->arena = xml_arena_new();
+    p->xp = p->arena ? create_expat(p) : NULL;
     if (!p->xp) {
+        xml_arena_destroy(p->arena);
         free(p);
         return NULL;
     }
@@ -585,8 +646,8 @@ void xml_parser_free(xml_parser_t *p)
 {
     if (!p)
         return;
-    if (p->xp)
-        XML_ParserFree(p->xp);
+    free_expat(p);
+    xml_arena_destroy(p->arena);
     drop_stanza(p);
     free(p->text);
     free(p->scratch);
@@ -611,7 +672,11 @@ static int reset_now(xml_parser_t *p)
     /* A hibernating parser stays so until bytes of the new stream arrive. */
     if (!p->xp)
         return 0;
-    if (!XML_ParserReset(p->xp, "UTF-8")) {
+    /* A new expat in a new arena rather than XML_ParserReset: what a reset
+     * frees would stay stranded in the arena (see arena.h). */
+    free_expat(p);
+    p->xp = create_expat(p);
+    if (!p->xp) {
         p->dead = true;
         p->err = XML_PARSE_NOMEM;
         snprintf(p->errtext, sizeof(p->errtext), "cannot reset expat");
@@ -657,8 +722,7 @@ bool xml_parser_hibernate(xml_parser_t *p)
      * with nothing to resume, which a fresh expat reproduces. */
     if (p->fed != p->pos || p->unit_start != p->fed)
         return false;
-    XML_ParserFree(p->xp);
-    p->xp = NULL;
+    free_expat(p);
     p->suspended = false;
     free(p->text);
     p->text = NULL;
@@ -675,8 +739,7 @@ bool xml_parser_hibernate(xml_parser_t *p)
 size_t xml_parser_mem(const xml_parser_t *p)
 {
     size_t n = sizeof(*p) + p->text_cap + p->scratch_cap + p->decls_cap + p->header_len;
-    if (p->xp)
-        n += EXPAT_MEM_ESTIMATE;
+    n += xml_arena_mapped(p->arena);
     if (p->st)
         n += xml_stanza_mem(p->st);
     return n;
@@ -739,7 +802,10 @@ static xml_parse_status_t renew(xml_parser_t *p)
 {
     p->renew_req = false;
     p->suspended = false;
-    if (!XML_ParserReset(p->xp, "UTF-8")) {
+    /* As in reset_now, a fresh expat and arena; this is what bounds both. */
+    free_expat(p);
+    p->xp = create_expat(p);
+    if (!p->xp) {
         p->err = XML_PARSE_NOMEM;
         snprintf(p->errtext, sizeof(p->errtext), "cannot reset expat");
         return p->err;
@@ -751,7 +817,7 @@ static xml_parse_status_t renew(xml_parser_t *p)
  * parser has been reset since (a fresh stream needs no replay). */
 static xml_parse_status_t wake(xml_parser_t *p)
 {
-    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    p->xp = create_expat(p);
     if (!p->xp) {
         p->err = XML_PARSE_NOMEM;
         snprintf(p->errtext, sizeof(p->errtext), "cannot create expat");
@@ -793,7 +859,18 @@ static xml_parse_status_t after_parse(xml_parser_t *p, enum XML_Status s)
     return XML_PARSE_OK;
 }
 
+static xml_parse_status_t run_in_arena(xml_parser_t *p, const char *data, size_t len, size_t *used);
+
+/* Every expat call of a feed (resume, parse, renewal, reset) may allocate. */
 static xml_parse_status_t run(xml_parser_t *p, const char *data, size_t len, size_t *used)
+{
+    xml_arena_t *saved = enter_arena(p);
+    xml_parse_status_t rc = run_in_arena(p, data, len, used);
+    leave_arena(saved);
+    return rc;
+}
+
+static xml_parse_status_t run_in_arena(xml_parser_t *p, const char *data, size_t len, size_t *used)
 {
     uint64_t base = p->pos;
     xml_parse_status_t rc = XML_PARSE_OK;

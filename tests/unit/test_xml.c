@@ -1228,7 +1228,11 @@ static void test_hibernate_memory(void **state)
                   est_awake, est_asleep);
     assert_true((asleep - base) / N < 1024);
     assert_true((again - base) / N < 1024);
-    assert_true((awake - base) / N > 8 * 1024);
+    /* expat itself lives in the parser's own mapped arena, off the heap:
+     * awake it maps well over 8 KB, hibernating nothing. */
+    assert_true((awake - base) / N < 2 * 1024);
+    assert_true(est_awake > 8 * 1024);
+    assert_true(est_asleep < 1024);
     for (int i = 0; i < N; i++)
         xml_parser_free(p[i]);
 #endif
