@@ -139,6 +139,19 @@ tern_host_t *server_find_host(tern_server_t *srv, const char *domain)
 
 /* ---- timers and signals ---- */
 
+/* Output is corked for the length of one loop iteration: the check phase
+ * runs right after the I/O callbacks, the prepare phase catches what close
+ * callbacks sent before the loop blocks. */
+static void on_flush_check(uv_check_t *h)
+{
+    c2s_flush_corked(h->data);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    c2s_flush_corked(h->data);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     tern_server_t *srv = t->data;
@@ -148,6 +161,8 @@ static void on_sweep(uv_timer_t *t)
     throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
     if (srv->shutting_down && srv->nsessions == 0) {
         uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
+        uv_close((uv_handle_t *)&srv->flush_check, NULL);
+        uv_close((uv_handle_t *)&srv->flush_prepare, NULL);
         uv_close((uv_handle_t *)&srv->sig_term, NULL);
         uv_close((uv_handle_t *)&srv->sig_int, NULL);
         uv_close((uv_handle_t *)&srv->sig_hup, NULL);
@@ -197,6 +212,11 @@ int server_start(tern_server_t *srv, char *err, size_t errlen)
             c2s_listen(srv, cfg->listen[i], cfg->c2s_tls_port, true, err, errlen))
             return -1;
     }
+    uv_check_init(srv->loop, &srv->flush_check);
+    uv_prepare_init(srv->loop, &srv->flush_prepare);
+    srv->flush_check.data = srv->flush_prepare.data = srv;
+    uv_check_start(&srv->flush_check, on_flush_check);
+    uv_prepare_start(&srv->flush_prepare, on_flush_prepare);
     uv_timer_init(srv->loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);

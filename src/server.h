@@ -86,6 +86,9 @@ struct tern_server {
     size_t nhosts;
     c2s_listener_t *listeners;
     struct tern_session *all_sessions; /* every open connection, for sweeps */
+    struct tern_session *cork_list;    /* sessions with output to flush */
+    uv_check_t flush_check;            /* flushes after each round of I/O */
+    uv_prepare_t flush_prepare;        /* and before the loop blocks */
     size_t nsessions;
     uint64_t next_conn_id;
     uv_timer_t sweep_timer;
@@ -128,6 +131,9 @@ void c2s_close_listeners(tern_server_t *srv);
 /* Sweeps timeouts (called every second). */
 void c2s_sweep(tern_server_t *srv, uint64_t now_ms);
 void c2s_shutdown_all(tern_server_t *srv);
+/* Hands every session's output of this loop iteration to TLS and the
+ * socket; runs from srv's check and prepare handles. */
+void c2s_flush_corked(tern_server_t *srv);
 /* Serialises st addressed to s and writes it. */
 void c2s_send_stanza(struct tern_session *s, const xml_stanza_t *st);
 

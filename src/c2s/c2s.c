@@ -39,6 +39,11 @@ typedef struct {
     char ip[INET6_ADDRSTRLEN];
 } ip_count_t;
 
+/* Corked output is handed on at once past one TLS record's worth, and a
+ * cork buffer grown past 4 KB is freed once flushed. */
+#define CORK_FLUSH_AT 16384
+#define CORK_KEEP_MAX 4096
+
 static void hard_close(tern_session_t *s);
 static void send_raw(tern_session_t *s, const char *data, size_t len);
 static void read_start(tern_session_t *s);
@@ -72,6 +77,7 @@ void tern_session_unref(tern_session_t *s)
     free(s->sasl_mech);
     free(s->auth_user);
     free(s->out);
+    free(s->cork);
     free(s->inflight);
     free(s->held);
     free(s->full);
@@ -129,6 +135,7 @@ static void hard_close(tern_session_t *s)
     if (s->state == C2S_CLOSED || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     s->state = C2S_CLOSED;
+    s->cork_len = 0;
     session_end(s);
     if (s->parser)
         xml_parser_stop(s->parser);
@@ -249,7 +256,7 @@ static void write_bytes(tern_session_t *s, const char *data, size_t len)
 
 size_t c2s_queued_bytes(const tern_session_t *s)
 {
-    return s->out_len + s->inflight_len;
+    return s->cork_len + s->out_len + s->inflight_len;
 }
 
 bool c2s_congested(const tern_session_t *s)
@@ -266,19 +273,68 @@ static void flush_tls(tern_session_t *s)
         write_bytes(s, buf, n);
 }
 
-static void send_raw(tern_session_t *s, const char *data, size_t len)
+/* Moves the corked output on: through TLS when the stream has it, then to
+ * the socket (or its queue). */
+static void flush_cork(tern_session_t *s)
 {
-    if (s->state == C2S_CLOSED)
+    if (s->cork_len == 0 || s->state == C2S_CLOSED) {
+        s->cork_len = 0;
         return;
+    }
+    size_t len = s->cork_len;
+    s->cork_len = 0;
     if (s->tls) {
-        if (tls_conn_write(s->tls, data, len) == TLS_ERROR) {
+        if (tls_conn_write(s->tls, s->cork, len) == TLS_ERROR) {
             hard_close(s);
             return;
         }
         flush_tls(s);
     } else {
-        write_bytes(s, data, len);
+        write_bytes(s, s->cork, len);
     }
+    /* A burst's buffer is not kept for an idle connection. */
+    if (s->cork_cap > CORK_KEEP_MAX) {
+        free(s->cork);
+        s->cork = NULL;
+        s->cork_cap = 0;
+    }
+}
+
+void c2s_flush_corked(tern_server_t *srv)
+{
+    tern_session_t *s;
+    /* Flushing can close a session, whose unavailable presence corks
+     * output for others: they join the list and are flushed too. */
+    while ((s = srv->cork_list) != NULL) {
+        srv->cork_list = s->next_cork;
+        s->next_cork = NULL;
+        s->corked = false;
+        flush_cork(s);
+        tern_session_unref(s);
+    }
+}
+
+static void send_raw(tern_session_t *s, const char *data, size_t len)
+{
+    if (s->state == C2S_CLOSED || len == 0)
+        return;
+    if (s->cork_cap - s->cork_len < len) {
+        size_t cap = s->cork_cap ? s->cork_cap : 1024;
+        while (cap - s->cork_len < len)
+            cap *= 2;
+        s->cork = tern_xrealloc(s->cork, cap);
+        s->cork_cap = cap;
+    }
+    memcpy(s->cork + s->cork_len, data, len);
+    s->cork_len += len;
+    if (!s->corked) {
+        s->corked = true;
+        s->next_cork = s->srv->cork_list;
+        s->srv->cork_list = tern_session_ref(s);
+    }
+    /* A full TLS record's worth goes out now rather than growing. */
+    if (s->cork_len >= CORK_FLUSH_AT)
+        flush_cork(s);
 }
 
 static void send_str(tern_session_t *s, const char *str)
@@ -383,6 +439,7 @@ void c2s_close(tern_session_t *s, const char *cond, const char *text)
     }
     if (s->header_sent)
         send_str(s, "</stream:stream>");
+    flush_cork(s);
     if (s->tls && s->state != C2S_CLOSED) {
         tls_conn_shutdown(s->tls);
         flush_tls(s);
@@ -605,6 +662,7 @@ static void handle_starttls(tern_session_t *s)
         return;
     }
     send_str(s, "<proceed xmlns='" NS_TLS "'/>");
+    flush_cork(s); /* <proceed/> is the last plaintext */
     s->tls = tls_conn_new(s->srv->tls);
     if (!s->tls) {
         hard_close(s);
@@ -1112,6 +1170,11 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             s->parser_idle = true;
             if (s->tls)
                 tls_conn_hibernate(s->tls);
+            if (s->cork_len == 0) {
+                free(s->cork);
+                s->cork = NULL;
+                s->cork_cap = 0;
+            }
             released++;
             log_debug(s->tag, "idle: parser memory released");
         }

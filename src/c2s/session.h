@@ -60,6 +60,14 @@ struct tern_session {
     size_t inflight_len;
     uv_write_t wreq;
 
+    /* Output of this loop iteration not yet handed to TLS or the socket
+     * (see c2s_flush_corked): several stanzas for one client leave as one
+     * TLS record and one write. */
+    char *cork;
+    size_t cork_len, cork_cap;
+    bool corked; /* on srv->cork_list */
+    struct tern_session *next_cork;
+
     /* Input held while paused (plaintext after the stanza that paused). */
     char *held;
     size_t held_len;

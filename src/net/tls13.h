@@ -23,10 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TLS13_MAX_PLAINTEXT   16384 /* 2^14 */
-#define TLS13_HEADER_LEN      5
-#define TLS13_TAG_LEN         16
-#define TLS13_MAX_SECRET      48 /* SHA-384 */
+#define TLS13_MAX_PLAINTEXT 16384 /* 2^14 */
+#define TLS13_HEADER_LEN    5
+#define TLS13_TAG_LEN       16
+#define TLS13_MAX_SECRET    48 /* SHA-384 */
 /* A record's ciphertext may carry up to 255 bytes of padding and type. */
 #define TLS13_MAX_CIPHERTEXT  (TLS13_MAX_PLAINTEXT + 256)
 #define TLS13_RECORD_OVERHEAD (TLS13_HEADER_LEN + 1 + TLS13_TAG_LEN)
@@ -61,12 +61,12 @@ typedef enum {
  * opened and output not yet taken by the caller. */
 typedef struct {
     tls13_dir_t rx, tx;
-    unsigned char *in; /* ciphertext received; decrypted in place */
+    unsigned char *in;             /* ciphertext received; decrypted in place */
     size_t in_off, in_len, in_cap; /* unprocessed input is in[in_off..in_len) */
     /* Opened application data not yet read: in[plain_off..+plain_len),
      * followed by plain_rest bytes of type, padding and tag. */
     size_t plain_off, plain_len, plain_rest;
-    unsigned char *out;          /* sealed records for the socket */
+    unsigned char *out; /* sealed records for the socket */
     size_t out_off, out_len, out_cap;
     bool closed, failed;
 } tls13_t;
