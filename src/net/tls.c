@@ -269,6 +269,11 @@ static SSL_CTX *new_ssl_ctx(tls_ctx_t *ctx)
     static const unsigned char sid_ctx[] = "tern";
     if (!SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) ||
         !SSL_CTX_set_cipher_list(s, "ECDHE+AESGCM:ECDHE+CHACHA20") ||
+        /* All three TLS 1.3 suites, AES-128 first: it is as safe for this
+         * use and its SHA-256 key schedule costs about half of SHA-384's
+         * (measured with callgrind per login). */
+        !SSL_CTX_set_ciphersuites(
+            s, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384") ||
         !SSL_CTX_set1_groups_list(s, "X25519:P-256:P-384") ||
         !SSL_CTX_set_session_id_context(s, sid_ctx, sizeof(sid_ctx) - 1)) {
         SSL_CTX_free(s);
