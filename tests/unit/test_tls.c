@@ -668,6 +668,62 @@ static void test_write_before_handshake(void **state)
     tls_ctx_free(ctx);
 }
 
+/* After the handshake Tern's own record layer (tls13.c) carries the
+ * connection: OpenSSL as the client must interoperate with it through
+ * KeyUpdates in both directions (RFC 8446 section 4.6.3), hibernation of the
+ * cipher state, and many records in one go. */
+static void test_tls13_key_update(void **state)
+{
+    struct files *f = *state;
+    tls_ctx_t *ctx = make_ctx(f);
+    SSL_CTX *cctx = client_ctx(0);
+    struct peer p;
+    peer_init(&p, ctx, cctx, NULL);
+    connect_ok(&p);
+
+    /* The client rekeys and asks us to do the same. */
+    assert_int_equal(SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write(p.c, "<a/>", 4), 4);
+    pump(&p);
+    assert_int_equal(tls_conn_write(p.s, "<b/>", 4), TLS_OK);
+    pump(&p);
+    /* Only the client rekeys. */
+    assert_int_equal(SSL_key_update(p.c, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    assert_int_equal(SSL_write(p.c, "<c/>", 4), 4);
+    pump(&p);
+    /* An idle connection drops its cipher contexts and rebuilds them. */
+    tls_conn_hibernate(p.s);
+    assert_int_equal(tls_conn_write(p.s, "<d/>", 4), TLS_OK);
+    assert_int_equal(SSL_write(p.c, "<e/>", 4), 4);
+    pump(&p);
+    /* Many records and one larger than 2^14 bytes. */
+    static char big[40000];
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(SSL_write(p.c, "<f/>", 4), 4);
+    assert_int_equal(tls_conn_write(p.s, big, sizeof(big)), TLS_OK);
+    pump(&p);
+
+    assert_false(p.s_error);
+    assert_false(p.c_error);
+    assert_int_equal(p.srv_rx.len, 12 + 50 * 4);
+    assert_memory_equal(p.srv_rx.data, "<a/><c/><e/>", 12);
+    assert_int_equal(p.cli_rx.len, 8 + sizeof(big));
+    assert_memory_equal(p.cli_rx.data, "<b/><d/>", 8);
+    /* The channel-binding data outlives the SSL object. */
+    unsigned char cb[64], want[32];
+    size_t n = 0;
+    assert_int_equal(SSL_export_keying_material(p.c, want, sizeof(want), EXPORTER_LABEL,
+                                                strlen(EXPORTER_LABEL), NULL, 0, 0),
+                     1);
+    assert_int_equal(tls_conn_cb_exporter(p.s, cb, sizeof(cb), &n), 0);
+    assert_memory_equal(cb, want, 32);
+
+    peer_free(&p);
+    SSL_CTX_free(cctx);
+    tls_ctx_free(ctx);
+}
+
 static void test_close_notify(void **state)
 {
     struct files *f = *state;
@@ -967,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_large_data),
         cmocka_unit_test(test_write_before_handshake),
         cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_tls13_key_update),
         cmocka_unit_test(test_resumption),
         cmocka_unit_test(test_hello_retry),
         cmocka_unit_test(test_garbage),
