@@ -10,7 +10,7 @@ set boxwidth 0.6
 set yrange [0:*]
 set offsets 0.5, 0.5, 0, 0
 set grid ytics
-set xtics nomirror scale 0
+set xtics nomirror scale 0 rotate by -25 font "sans,8"
 unset key
 # One fixed colour per column position, so a server keeps its colour
 # across panels.
