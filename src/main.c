@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "server.h"
+#include "shard.h"
 
 static void usage(FILE *f)
 {
@@ -85,8 +86,9 @@ int main(int argc, char **argv)
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    tern_server_t *srv = server_new(&loop, cfg, path, err, sizeof(err));
-    if (!srv) {
+    tern_server_t *srv = NULL;
+    tern_shards_t *shards = shards_create(&loop, cfg, path, err, sizeof(err), &srv);
+    if (!shards) {
         fprintf(stderr, "tern: %s\n", err);
         config_free(cfg);
         uv_loop_close(&loop);
@@ -95,13 +97,12 @@ int main(int argc, char **argv)
     int rc = 0;
     if (server_start(srv, err, sizeof(err)) != 0) {
         log_error("main", "%s", err);
+        shards_broadcast_shutdown(srv);
         server_shutdown(srv);
         rc = 1;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    config_t *final_cfg = srv->cfg;
-    server_free(srv);
-    config_free(final_cfg);
+    shards_join(shards);
     if (uv_loop_close(&loop) != 0)
         log_warn("main", "event loop closed with handles still open");
     log_info("main", "stopped");

@@ -5,6 +5,7 @@
  * module API.
  */
 #include "server.h"
+#include "shard.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -94,6 +95,7 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
     srv->loop = loop;
     srv->cfg = cfg;
     srv->config_path = tern_xstrdup(config_path ? config_path : "");
+    pthread_mutex_init(&srv->inbox_mu, NULL);
     throttle_init(&srv->auth_fail_ip);
     throttle_init(&srv->auth_fail_account);
     hashmap_init(&srv->conns_per_ip);
@@ -163,9 +165,13 @@ static void on_sweep(uv_timer_t *t)
         uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
         uv_close((uv_handle_t *)&srv->flush_check, NULL);
         uv_close((uv_handle_t *)&srv->flush_prepare, NULL);
-        uv_close((uv_handle_t *)&srv->sig_term, NULL);
-        uv_close((uv_handle_t *)&srv->sig_int, NULL);
-        uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+        if (srv->shards)
+            shard_inbox_close(srv);
+        if (srv->shard_index == 0) {
+            uv_close((uv_handle_t *)&srv->sig_term, NULL);
+            uv_close((uv_handle_t *)&srv->sig_int, NULL);
+            uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+        }
         if (srv->storage) {
             storage_stop(srv->storage);
             srv->storage = NULL;
@@ -179,6 +185,7 @@ static void on_term(uv_signal_t *sig, int signum)
     if (srv->shutting_down)
         return;
     log_info("main", "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shards_broadcast_shutdown(srv);
     server_shutdown(srv);
 }
 
@@ -186,6 +193,7 @@ static void on_hup(uv_signal_t *sig, int signum)
 {
     tern_server_t *srv = sig->data;
     log_info("main", "received SIGHUP: reloading %s", srv->config_path);
+    shards_broadcast_reload(srv);
     server_reload(srv);
 }
 
@@ -220,18 +228,26 @@ int server_start(tern_server_t *srv, char *err, size_t errlen)
     uv_timer_init(srv->loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
-    uv_signal_init(srv->loop, &srv->sig_term);
-    uv_signal_init(srv->loop, &srv->sig_int);
-    uv_signal_init(srv->loop, &srv->sig_hup);
-    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
-    uv_signal_start(&srv->sig_term, on_term, SIGTERM);
-    uv_signal_start(&srv->sig_int, on_term, SIGINT);
-    uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
+    if (srv->shard_index == 0) {
+        /* Worker 0 owns the signals and passes their work on. */
+        uv_signal_init(srv->loop, &srv->sig_term);
+        uv_signal_init(srv->loop, &srv->sig_int);
+        uv_signal_init(srv->loop, &srv->sig_hup);
+        srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+        uv_signal_start(&srv->sig_term, on_term, SIGTERM);
+        uv_signal_start(&srv->sig_int, on_term, SIGINT);
+        uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
+        signal(SIGPIPE, SIG_IGN);
+    }
+    if (srv->shards)
+        shard_inbox_open(srv);
     srv->timers_started = true;
-    signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < srv->nhosts; i++)
-        log_info("main", "serving host %s", srv->hosts[i].domain);
-    log_info("main", "ready");
+    if (srv->shard_index == 0) {
+        for (size_t i = 0; i < srv->nhosts; i++)
+            log_info("main", "serving host %s", srv->hosts[i].domain);
+        log_info("main", "ready (%u worker%s)", srv->cfg->workers,
+                 srv->cfg->workers == 1 ? "" : "s");
+    }
     return 0;
 }
 
@@ -342,6 +358,9 @@ void server_free(tern_server_t *srv)
     while (hashmap_next(&srv->conns_per_ip, &it, NULL, &v))
         free(v);
     hashmap_free(&srv->conns_per_ip);
+    if (!srv->inbox_closed)
+        shard_inbox_close(srv); /* drops what arrived for a worker that never ran */
+    pthread_mutex_destroy(&srv->inbox_mu);
     free(srv->config_path);
     free(srv);
 }

@@ -11,6 +11,7 @@
 #ifndef TERN_SERVER_H
 #define TERN_SERVER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -75,8 +76,18 @@ struct tern_host {
     hashmap_t sessions; /* full JID -> tern_session_t */
 };
 
+struct shard_msg;
+
 struct tern_server {
     uv_loop_t *loop;
+    /* With workers > 1 every worker thread runs its own tern_server_t;
+     * they share nothing but the messages of their inboxes (shard.c). */
+    struct tern_shards *shards; /* NULL with one worker */
+    unsigned shard_index;       /* 0 = the main thread, which owns signals */
+    pthread_mutex_t inbox_mu;
+    struct shard_msg *inbox_head, *inbox_tail; /* under inbox_mu */
+    bool inbox_open, inbox_closed;             /* under inbox_mu */
+    uv_async_t inbox_async;
     config_t *cfg;
     char *config_path;
     tls_ctx_t *tls;

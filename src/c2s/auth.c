@@ -110,6 +110,7 @@ static void sasl_success(tern_session_t *s, const char *final, size_t len)
     reset_exchange(s);
     s->authenticated = true;
     c2s_restart_stream(s);
+    c2s_plan_migration(s);
 }
 
 static bool account_throttled(tern_session_t *s, const char *user)

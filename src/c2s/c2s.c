@@ -14,14 +14,18 @@
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "../core/common.h"
 #include "../core/log.h"
+#include "../shard.h"
 #include "../xml/ns.h"
 
 struct c2s_listener {
@@ -45,6 +49,7 @@ typedef struct {
 #define CORK_KEEP_MAX 4096
 
 static void hard_close(tern_session_t *s);
+static void try_migrate(tern_session_t *s);
 static void send_raw(tern_session_t *s, const char *data, size_t len);
 static void read_start(tern_session_t *s);
 static void c2s_input(tern_session_t *s, const char *data, size_t len);
@@ -187,6 +192,8 @@ static void on_write(uv_write_t *req, int status)
         /* nothing */
     } else if (s->out_len) {
         start_write(s);
+    } else if (s->migrate_to >= 0) {
+        try_migrate(s);
     } else if (s->in_close_wait) {
         s->in_close_wait = false;
         begin_shutdown(s);
@@ -310,6 +317,8 @@ void c2s_flush_corked(tern_server_t *srv)
         s->next_cork = NULL;
         s->corked = false;
         flush_cork(s);
+        if (s->migrate_to >= 0)
+            try_migrate(s);
         tern_session_unref(s);
     }
 }
@@ -952,7 +961,8 @@ void c2s_session_pause(tern_session_t *s)
 
 void c2s_session_resume(tern_session_t *s)
 {
-    if (!s->paused)
+    /* A session in transit resumes on the worker that adopts it. */
+    if (!s->paused || s->migrate_to >= 0)
         return;
     s->paused = false;
     if (s->state != C2S_OPEN)
@@ -1032,8 +1042,13 @@ static void on_connection(uv_stream_t *server, int status)
     tern_session_t *s = tern_xcalloc(1, sizeof(*s));
     s->srv = srv;
     s->refs = 1;
+    s->migrate_to = -1;
     s->id = ++srv->next_conn_id;
-    snprintf(s->tag, sizeof(s->tag), "c2s#%llu", (unsigned long long)s->id);
+    if (srv->shards)
+        snprintf(s->tag, sizeof(s->tag), "c2s#%u.%llu", srv->shard_index,
+                 (unsigned long long)s->id);
+    else
+        snprintf(s->tag, sizeof(s->tag), "c2s#%llu", (unsigned long long)s->id);
     uv_tcp_init(srv->loop, &s->tcp);
     s->tcp.data = s;
     if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
@@ -1101,6 +1116,97 @@ static void on_connection(uv_stream_t *server, int status)
     read_start(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* moving a connection to the worker that owns its account             */
+
+void c2s_plan_migration(tern_session_t *s)
+{
+    if (!s->srv->shards || !s->auth_user)
+        return;
+    unsigned owner = shard_of(s->srv, s->auth_user, s->host->domain);
+    if (owner == s->srv->shard_index)
+        return;
+    s->migrate_to = (int)owner;
+    /* Input after <success/> (the client's next stream header, maybe more)
+     * is held and parsed by the new owner. */
+    s->paused = true;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+}
+
+static void on_migrate_closed(uv_handle_t *h)
+{
+    tern_session_t *s = h->data;
+    if (!shard_post_session(s->srv, (unsigned)s->migrate_to, s, s->migrate_fd)) {
+        log_info(s->tag, "worker %d is stopping: connection dropped", s->migrate_to);
+        close(s->migrate_fd);
+        s->state = C2S_CLOSED;
+        tern_session_unref(s);
+    }
+}
+
+/* Runs when the session's output may have drained: from the flush after
+ * <success/> or from the completion of its last write. Nothing of this
+ * worker may refer to the session afterwards: it leaves the sweep list,
+ * and no storage or CPU job is outstanding once SASL has succeeded. */
+static void try_migrate(tern_session_t *s)
+{
+    if (s->migrating || s->state != C2S_OPEN || s->corked || s->writing || s->out_len ||
+        s->cork_len || s->auth_busy)
+        return;
+    if (s->srv->shutting_down) {
+        c2s_close(s, "system-shutdown", NULL);
+        return;
+    }
+    uv_os_fd_t fd;
+    int dup_fd = -1;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0 ||
+        (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        hard_close(s);
+        return;
+    }
+    tern_server_t *to = shard_server(s->srv, (unsigned)s->migrate_to);
+    tern_host_t *host = server_find_host(to, s->host->domain);
+    if (!host) {
+        close(dup_fd);
+        hard_close(s);
+        return;
+    }
+    log_debug(s->tag, "moving to worker %d", s->migrate_to);
+    s->migrating = true;
+    s->migrate_fd = dup_fd;
+    unlink_all(s);
+    s->host = host;
+    /* The connection's reference travels with the session. */
+    uv_close((uv_handle_t *)&s->tcp, on_migrate_closed);
+}
+
+void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd)
+{
+    s->srv = srv;
+    s->migrate_to = -1;
+    s->migrating = false;
+    uv_tcp_init(srv->loop, &s->tcp);
+    s->tcp.data = s;
+    if (uv_tcp_open(&s->tcp, fd) != 0) {
+        close(fd);
+        s->state = C2S_CLOSED;
+        uv_close((uv_handle_t *)&s->tcp, on_closed);
+        return;
+    }
+    s->next_all = srv->all_sessions;
+    s->prev_all = NULL;
+    if (srv->all_sessions)
+        srv->all_sessions->prev_all = s;
+    srv->all_sessions = s;
+    srv->nsessions++;
+    s->last_rx_ms = uv_now(srv->loop);
+    if (srv->shutting_down) {
+        c2s_close(s, "system-shutdown", NULL);
+        return;
+    }
+    c2s_session_resume(s);
+}
+
 int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_tls, char *err,
                size_t errlen)
 {
@@ -1114,9 +1220,20 @@ int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_
     c2s_listener_t *l = tern_xcalloc(1, sizeof(*l));
     l->srv = srv;
     l->direct_tls = direct_tls;
-    uv_tcp_init(srv->loop, &l->tcp);
+    uv_tcp_init_ex(srv->loop, &l->tcp, ss.ss_family);
     l->tcp.data = l;
-    int r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    int r = 0;
+    if (srv->shards) {
+        /* Every worker listens on the same port; the kernel spreads new
+         * connections over them. */
+        uv_os_fd_t fd;
+        int on = 1;
+        if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+            r = UV_EINVAL;
+    }
+    if (r == 0)
+        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
     l->next = srv->listeners;

@@ -68,6 +68,12 @@ struct tern_session {
     bool corked; /* on srv->cork_list */
     struct tern_session *next_cork;
 
+    /* Moving to the worker that owns the account (shard.h): the target,
+     * or -1; set at SASL success, done once the output has drained. */
+    int migrate_to;
+    bool migrating; /* handle closing; the session is in transit */
+    int migrate_fd;
+
     /* Input held while paused (plaintext after the stanza that paused). */
     char *held;
     size_t held_len;
@@ -120,6 +126,13 @@ size_t c2s_queued_bytes(const tern_session_t *s);
 /* Whether new stanzas for this client should be refused rather than
  * queued: the queue is past half of max_output_buffer. */
 bool c2s_congested(const tern_session_t *s);
+
+/* Hands an authenticated connection to the worker owning its account
+ * when that is not this one (after <success/> has been written). */
+void c2s_plan_migration(tern_session_t *s);
+/* Runs on the receiving worker: takes over the session (and its
+ * reference) and the socket fd, and resumes its input. */
+void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd);
 
 /* auth.c */
 void c2s_handle_sasl(tern_session_t *s, xml_node_t *el);

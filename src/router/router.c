@@ -13,6 +13,7 @@
 #include "../c2s/session.h"
 #include "../core/common.h"
 #include "../core/log.h"
+#include "../shard.h"
 #include "../xml/ns.h"
 
 xml_stanza_t *stanza_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
@@ -298,6 +299,16 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
 
     if (kind == KIND_PRESENCE && origin && to->local)
         sm_note_directed_presence(origin, to, type);
+
+    if (to->local && srv->shards) {
+        /* The account's sessions live on its owner worker; the rules
+         * below run there. */
+        unsigned owner = shard_of(srv, to->local, host->domain);
+        if (owner != srv->shard_index) {
+            shard_forward(srv, owner, st);
+            return;
+        }
+    }
 
     if (!to->local) {
         if (kind == KIND_IQ)

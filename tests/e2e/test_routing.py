@@ -20,6 +20,14 @@ DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
 
+@pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
+def server(tern_module, request):
+    """Every routing rule runs with one event loop and with two, where an
+    account's sessions live on the worker its bare JID hashes to and
+    stanzas between accounts on different workers cross an inbox."""
+    return tern_module(workers=request.param)
+
+
 def pw(server, jid):
     return server.password(jid)
 
