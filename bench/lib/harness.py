@@ -121,6 +121,9 @@ def run_target(repo, workroot, opts, target, creds, cert, key, driver=None, log=
     json_path) -> (status, doc) defaults to the loadgen. Returns the result
     entry for the report."""
     srv = servers.SERVERS[target.server](repo, os.path.join(workroot, target.server), cert, key, opts.tls)
+    # Tern on two cores runs two event loops (workers); the peers use every
+    # core they are given on their own.
+    srv.workers = 2 if target.two_cores else 1
     result = {"server": target.server, "label": target.label, "two_cores": target.two_cores,
               "version": srv.version(), "status": "failed", "loadgen": None}
     proc = None

@@ -98,6 +98,11 @@ class Tern(Server):
     config_file = "tern.conf"
     start_timeout = 20.0
 
+    def config_values(self):
+        values = super().config_values()
+        values["workers"] = getattr(self, "workers", 1)
+        return values
+
     def command(self):
         return [os.path.join(self.repo, "build", "tern"), "-c", self.config_path]
 
