@@ -16,9 +16,9 @@ typedef enum { MSG_STANZA, MSG_SESSION, MSG_SHUTDOWN, MSG_RELOAD } shard_msg_kin
 
 struct shard_msg {
     shard_msg_kind_t kind;
-    xml_stanza_t *st;     /* MSG_STANZA: one reference */
-    tern_session_t *s;    /* MSG_SESSION: the connection's reference */
-    int fd;               /* MSG_SESSION: socket */
+    xml_stanza_t *st;  /* MSG_STANZA: one reference */
+    tern_session_t *s; /* MSG_SESSION: the connection's reference */
+    int fd;            /* MSG_SESSION: socket */
     struct shard_msg *next;
 };
 
