@@ -65,9 +65,12 @@ done
 
 if [ "$MODE" = all ]; then
     # --- end-to-end (pytest) -------------------------------------------------
-    echo "== end-to-end tests (TERN_BUILD=$TERN_BUILD)"
-    out="$TMP/pytest.out"
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e 2>&1 | tee "$out"
+    # Twice: with one event loop, and with two workers, where accounts live
+    # on different threads and stanzas and connections cross between them.
+    for workers in 1 2; do
+    echo "== end-to-end tests (TERN_BUILD=$TERN_BUILD, workers=$workers)"
+    out="$TMP/pytest-$workers.out"
+    TERN_TEST_WORKERS=$workers /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     last=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|errors|skipped|deselected)' "$out" | tail -1)
     p=$(echo "$last" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
@@ -80,7 +83,8 @@ if [ "$MODE" = all ]; then
     fi
     PASSED=$((PASSED + p))
     FAILED=$((FAILED + f))
-    [ "$f" -ne 0 ] && note_fail "e2e: $f failed (pytest exit $rc)"
+    [ "$f" -ne 0 ] && note_fail "e2e (workers=$workers): $f failed (pytest exit $rc)"
+    done
 
     # --- fuzz smoke ----------------------------------------------------------
     echo "== fuzz smoke"

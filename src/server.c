@@ -99,6 +99,7 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
     throttle_init(&srv->auth_fail_ip);
     throttle_init(&srv->auth_fail_account);
     hashmap_init(&srv->conns_per_ip);
+    pthread_mutex_init(&srv->conns_mu, NULL);
     int lvl = log_level_parse(cfg->log_level);
     log_set_level(lvl < 0 ? LOG_INFO : (log_level_t)lvl);
 
@@ -159,8 +160,10 @@ static void on_sweep(uv_timer_t *t)
     tern_server_t *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     c2s_sweep(srv, now);
-    throttle_prune(&srv->auth_fail_ip, srv->cfg->auth_window, now);
-    throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
+    if (srv->shard_index == 0) {
+        throttle_prune(&srv->auth_fail_ip, srv->cfg->auth_window, now);
+        throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
+    }
     if (srv->shutting_down && srv->nsessions == 0) {
         uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
         uv_close((uv_handle_t *)&srv->flush_check, NULL);
@@ -358,6 +361,7 @@ void server_free(tern_server_t *srv)
     while (hashmap_next(&srv->conns_per_ip, &it, NULL, &v))
         free(v);
     hashmap_free(&srv->conns_per_ip);
+    pthread_mutex_destroy(&srv->conns_mu);
     if (!srv->inbox_closed)
         shard_inbox_close(srv); /* drops what arrived for a worker that never ran */
     pthread_mutex_destroy(&srv->inbox_mu);

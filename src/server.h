@@ -87,6 +87,7 @@ struct tern_server {
     pthread_mutex_t inbox_mu;
     struct shard_msg *inbox_head, *inbox_tail; /* under inbox_mu */
     bool inbox_open, inbox_closed;             /* under inbox_mu */
+    size_t inbox_bytes;                        /* under inbox_mu */
     uv_async_t inbox_async;
     config_t *cfg;
     char *config_path;
@@ -106,8 +107,12 @@ struct tern_server {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool shutting_down;
     bool timers_started;
-    throttle_t auth_fail_ip, auth_fail_account; /* failed logins per address / account */
+    /* Failed logins per address / account, and open connections per
+     * address: worker 0's tables count for every worker (the throttles
+     * lock themselves, conns_per_ip is under conns_mu). */
+    throttle_t auth_fail_ip, auth_fail_account;
     hashmap_t conns_per_ip;
+    pthread_mutex_t conns_mu;
     /* Shared I/O scratch: the loop is single-threaded and every read is
      * processed before the next, so one buffer serves all connections
      * and an idle connection holds none. */

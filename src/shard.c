@@ -14,8 +14,15 @@
 
 typedef enum { MSG_STANZA, MSG_SESSION, MSG_SHUTDOWN, MSG_RELOAD } shard_msg_kind_t;
 
+/* Stanza bytes an inbox may hold before senders get resource-constraint:
+ * a client flooding an account on another worker must not queue without
+ * bound while that worker catches up (within one worker the flood is
+ * paced by the sender's own stream). */
+#define INBOX_MAX_BYTES (1u << 20)
+
 struct shard_msg {
     shard_msg_kind_t kind;
+    size_t bytes;      /* MSG_STANZA: counted against INBOX_MAX_BYTES */
     xml_stanza_t *st;  /* MSG_STANZA: one reference */
     tern_session_t *s; /* MSG_SESSION: the connection's reference */
     int fd;            /* MSG_SESSION: socket */
@@ -88,10 +95,14 @@ static void drop_msg(struct shard_msg *m)
 static bool post(tern_server_t *to, struct shard_msg *m)
 {
     pthread_mutex_lock(&to->inbox_mu);
-    if (to->inbox_closed) {
+    /* The backlog may exceed the bound by one stanza, so that any stanza
+     * the parser accepted (its tree can be several times max_stanza_size)
+     * can cross when the inbox is empty. */
+    if (to->inbox_closed || (m->bytes && to->inbox_bytes >= INBOX_MAX_BYTES)) {
         pthread_mutex_unlock(&to->inbox_mu);
         return false;
     }
+    to->inbox_bytes += m->bytes;
     m->next = NULL;
     if (to->inbox_tail)
         to->inbox_tail->next = m;
@@ -109,6 +120,7 @@ static struct shard_msg *take_all(tern_server_t *srv)
     pthread_mutex_lock(&srv->inbox_mu);
     struct shard_msg *m = srv->inbox_head;
     srv->inbox_head = srv->inbox_tail = NULL;
+    srv->inbox_bytes = 0;
     pthread_mutex_unlock(&srv->inbox_mu);
     return m;
 }
@@ -165,13 +177,21 @@ void shard_inbox_close(tern_server_t *srv)
         uv_close((uv_handle_t *)&srv->inbox_async, NULL);
 }
 
-void shard_forward(tern_server_t *srv, unsigned owner, xml_stanza_t *st)
+bool shard_forward(tern_server_t *srv, unsigned owner, xml_stanza_t *st)
 {
     struct shard_msg *m = tern_xcalloc(1, sizeof(*m));
     m->kind = MSG_STANZA;
     m->st = xml_stanza_ref(st);
-    if (!post(shard_server(srv, owner), m))
-        drop_msg(m);
+    /* Errors and results answer requests and are paced by them; like
+     * deliver() in the router, they are never refused (the recipient's
+     * output limit still applies). */
+    const char *type = xml_node_attr(xml_stanza_root(st), "type");
+    bool answer = type && (strcmp(type, "error") == 0 || strcmp(type, "result") == 0);
+    m->bytes = answer ? 0 : xml_stanza_mem(st);
+    if (post(shard_server(srv, owner), m))
+        return true;
+    drop_msg(m);
+    return false;
 }
 
 bool shard_post_session(tern_server_t *srv, unsigned owner, tern_session_t *s, int fd)

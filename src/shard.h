@@ -44,8 +44,10 @@ unsigned shard_of(const tern_server_t *srv, const char *local, const char *domai
  * thread: the host list never changes while running). */
 tern_server_t *shard_server(const tern_server_t *srv, unsigned index);
 
-/* Hands st (one reference, taken here) to worker owner's router. */
-void shard_forward(tern_server_t *srv, unsigned owner, xml_stanza_t *st);
+/* Hands st (one reference, taken here) to worker owner's router. False
+ * when that worker's inbox is full or closed: the caller answers as for a
+ * congested recipient. */
+bool shard_forward(tern_server_t *srv, unsigned owner, xml_stanza_t *st);
 /* Hands a session whose handle this worker has closed, and a duplicate
  * of its socket, to worker owner. False if owner is gone (shutting down):
  * the caller keeps both. */

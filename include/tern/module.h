@@ -88,6 +88,12 @@ const char *tern_host_domain(const tern_host_t *h);
 const struct config_host *tern_host_config(const tern_host_t *h);
 const struct config *tern_host_server_config(const tern_host_t *h);
 tern_server_t *tern_host_server(const tern_host_t *h);
+/* With several workers every worker has its own instance of each module;
+ * this is the state of def's instance on worker 0 for the same host (the
+ * caller's own state with one worker), for what must count per process,
+ * such as abuse limits. Shared state must be made thread-safe by the
+ * module. NULL if def is not loaded for that host. */
+void *tern_module_primary_state(const tern_host_t *h, const tern_module_def_t *def);
 /* Iterate disco data registered for a scope (used by the disco module). */
 typedef void (*tern_disco_feature_cb)(void *ud, const char *var);
 typedef void (*tern_disco_identity_cb)(void *ud, const char *category, const char *type,

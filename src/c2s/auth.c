@@ -14,6 +14,7 @@
 
 #include "../core/common.h"
 #include "../core/log.h"
+#include "../shard.h"
 #include "../xml/ns.h"
 #include "session.h"
 
@@ -93,10 +94,11 @@ static void sasl_failure(tern_session_t *s, sasl_error_t err, bool counts)
         return;
     log_info(s->tag, "authentication failed for %s@%s from %s: %s",
              s->auth_user ? s->auth_user : "?", s->host->domain, s->ip, sasl_error_name(err));
-    throttle_hit(&srv->auth_fail_ip, s->ip, cfg->auth_window, uv_now(srv->loop));
+    tern_server_t *totals = shard_server(srv, 0);
+    throttle_hit(&totals->auth_fail_ip, s->ip, cfg->auth_window, uv_now(srv->loop));
     if (s->auth_user) {
         char *k = account_key(s, s->auth_user);
-        throttle_hit(&srv->auth_fail_account, k, cfg->auth_window, uv_now(srv->loop));
+        throttle_hit(&totals->auth_fail_account, k, cfg->auth_window, uv_now(srv->loop));
         free(k);
     }
     if (++s->auth_failures >= cfg->auth_max_attempts)
@@ -117,8 +119,9 @@ static bool account_throttled(tern_session_t *s, const char *user)
 {
     tern_server_t *srv = s->srv;
     char *k = account_key(s, user);
-    bool t = throttle_exceeded(&srv->auth_fail_account, k, srv->cfg->auth_account_limit,
-                               srv->cfg->auth_window, uv_now(srv->loop));
+    bool t =
+        throttle_exceeded(&shard_server(srv, 0)->auth_fail_account, k, srv->cfg->auth_account_limit,
+                          srv->cfg->auth_window, uv_now(srv->loop));
     free(k);
     return t;
 }
@@ -387,7 +390,7 @@ void c2s_handle_sasl(tern_session_t *s, xml_node_t *el)
             sasl_failure(s, SASL_ERR_INVALID_MECHANISM, false);
             return;
         }
-        if (throttle_exceeded(&srv->auth_fail_ip, s->ip, srv->cfg->auth_ip_limit,
+        if (throttle_exceeded(&shard_server(srv, 0)->auth_fail_ip, s->ip, srv->cfg->auth_ip_limit,
                               srv->cfg->auth_window, uv_now(srv->loop))) {
             sasl_failure(s, SASL_ERR_TEMPORARY_AUTH_FAILURE, false);
             return;

@@ -125,14 +125,39 @@ static void unlink_all(tern_session_t *s)
         s->next_all->prev_all = s->prev_all;
     s->next_all = s->prev_all = NULL;
     srv->nsessions--;
-    if (s->counted_ip) {
-        ip_count_t *c = hashmap_get(&srv->conns_per_ip, s->ip);
-        if (c && --c->n == 0) {
-            hashmap_del(&srv->conns_per_ip, s->ip);
-            free(c);
-        }
-        s->counted_ip = false;
+}
+
+/* Counts a connection from s->ip in the process-wide table (worker 0's);
+ * returns how many were open before it. */
+static unsigned count_ip(tern_session_t *s)
+{
+    tern_server_t *t = shard_server(s->srv, 0);
+    pthread_mutex_lock(&t->conns_mu);
+    ip_count_t *c = hashmap_get(&t->conns_per_ip, s->ip);
+    if (!c) {
+        c = tern_xcalloc(1, sizeof(*c));
+        memcpy(c->ip, s->ip, sizeof(c->ip));
+        hashmap_put(&t->conns_per_ip, c->ip, c);
     }
+    unsigned n = c->n++;
+    pthread_mutex_unlock(&t->conns_mu);
+    s->counted_ip = true;
+    return n;
+}
+
+static void uncount_ip(tern_session_t *s)
+{
+    if (!s->counted_ip)
+        return;
+    tern_server_t *t = shard_server(s->srv, 0);
+    pthread_mutex_lock(&t->conns_mu);
+    ip_count_t *c = hashmap_get(&t->conns_per_ip, s->ip);
+    if (c && --c->n == 0) {
+        hashmap_del(&t->conns_per_ip, s->ip);
+        free(c);
+    }
+    pthread_mutex_unlock(&t->conns_mu);
+    s->counted_ip = false;
 }
 
 static void hard_close(tern_session_t *s)
@@ -145,6 +170,7 @@ static void hard_close(tern_session_t *s)
     if (s->parser)
         xml_parser_stop(s->parser);
     unlink_all(s);
+    uncount_ip(s);
     uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
@@ -1077,14 +1103,7 @@ static void on_connection(uv_stream_t *server, int status)
     s->state = C2S_OPEN;
 
     unsigned limit = srv->cfg->max_connections_per_ip;
-    ip_count_t *c = hashmap_get(&srv->conns_per_ip, s->ip);
-    if (!c) {
-        c = tern_xcalloc(1, sizeof(*c));
-        memcpy(c->ip, s->ip, sizeof(c->ip));
-        hashmap_put(&srv->conns_per_ip, c->ip, c);
-    }
-    unsigned n = c->n++;
-    s->counted_ip = true;
+    unsigned n = count_ip(s);
     if (srv->shutting_down) {
         hard_close(s);
         return;
@@ -1140,6 +1159,7 @@ static void on_migrate_closed(uv_handle_t *h)
         log_info(s->tag, "worker %d is stopping: connection dropped", s->migrate_to);
         close(s->migrate_fd);
         s->state = C2S_CLOSED;
+        uncount_ip(s);
         tern_session_unref(s);
     }
 }
@@ -1190,6 +1210,7 @@ void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd)
     if (uv_tcp_open(&s->tcp, fd) != 0) {
         close(fd);
         s->state = C2S_CLOSED;
+        uncount_ip(s);
         uv_close((uv_handle_t *)&s->tcp, on_closed);
         return;
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../c2s/session.h"
+#include "../shard.h"
 #include "../xml/ns.h"
 #include "common.h"
 #include "log.h"
@@ -253,4 +254,15 @@ const struct config *tern_host_server_config(const tern_host_t *h)
 tern_server_t *tern_host_server(const tern_host_t *h)
 {
     return h->srv;
+}
+
+void *tern_module_primary_state(const tern_host_t *h, const tern_module_def_t *def)
+{
+    /* Hosts and module instances never change while running, so reading
+     * worker 0's lists from another worker is safe. */
+    const tern_host_t *h0 = server_find_host(shard_server(h->srv, 0), h->domain);
+    for (const module_inst_t *m = h0 ? h0->modules : NULL; m; m = m->next)
+        if (m->def == def)
+            return m->state;
+    return NULL;
 }

@@ -14,11 +14,13 @@ typedef struct {
 
 static bool expired(const entry_t *e, unsigned window_s, uint64_t now_ms)
 {
-    return now_ms - e->window_start > (uint64_t)window_s * 1000;
+    /* Workers' loop clocks may differ by a millisecond or so. */
+    return now_ms > e->window_start && now_ms - e->window_start > (uint64_t)window_s * 1000;
 }
 
 void throttle_init(throttle_t *t)
 {
+    pthread_mutex_init(&t->mu, NULL);
     hashmap_init(&t->map);
 }
 
@@ -32,19 +34,24 @@ void throttle_free(throttle_t *t)
         free(e);
     }
     hashmap_free(&t->map);
+    pthread_mutex_destroy(&t->mu);
 }
 
-bool throttle_exceeded(const throttle_t *t, const char *key, unsigned limit, unsigned window_s,
+bool throttle_exceeded(throttle_t *t, const char *key, unsigned limit, unsigned window_s,
                        uint64_t now_ms)
 {
     if (!limit)
         return false;
+    pthread_mutex_lock(&t->mu);
     const entry_t *e = hashmap_get(&t->map, key);
-    return e && !expired(e, window_s, now_ms) && e->count >= limit;
+    bool over = e && !expired(e, window_s, now_ms) && e->count >= limit;
+    pthread_mutex_unlock(&t->mu);
+    return over;
 }
 
 void throttle_hit(throttle_t *t, const char *key, unsigned window_s, uint64_t now_ms)
 {
+    pthread_mutex_lock(&t->mu);
     entry_t *e = hashmap_get(&t->map, key);
     if (!e) {
         e = tern_xcalloc(1, sizeof(*e));
@@ -56,6 +63,7 @@ void throttle_hit(throttle_t *t, const char *key, unsigned window_s, uint64_t no
         e->count = 0;
     }
     e->count++;
+    pthread_mutex_unlock(&t->mu);
 }
 
 void throttle_prune(throttle_t *t, unsigned window_s, uint64_t now_ms)
@@ -64,6 +72,7 @@ void throttle_prune(throttle_t *t, unsigned window_s, uint64_t now_ms)
     char *dead[64];
     size_t nd = 0, it = 0;
     void *v;
+    pthread_mutex_lock(&t->mu);
     while (nd < TERN_ARRAY_LEN(dead) && hashmap_next(&t->map, &it, NULL, &v)) {
         entry_t *e = v;
         if (expired(e, window_s, now_ms))
@@ -74,4 +83,5 @@ void throttle_prune(throttle_t *t, unsigned window_s, uint64_t now_ms)
         free(e->key);
         free(e);
     }
+    pthread_mutex_unlock(&t->mu);
 }

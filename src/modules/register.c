@@ -23,6 +23,8 @@
 #include "../xml/ns.h"
 #include "tern/module.h"
 
+extern const tern_module_def_t mod_register;
+
 typedef struct {
     tern_host_t *host;
     throttle_t by_ip; /* accounts created per source address */
@@ -60,16 +62,24 @@ static void job_free(reg_job_t *j)
     free(j);
 }
 
+/* Registrations count per process: every worker uses the table of its
+ * host's instance on worker 0 (throttles lock themselves). */
+static throttle_t *registrations(reg_t *r)
+{
+    reg_t *primary = tern_module_primary_state(r->host, &mod_register);
+    return primary ? &primary->by_ip : &r->by_ip;
+}
+
 static bool ip_limited(reg_t *r, const char *ip, const config_host_t *hc)
 {
-    return throttle_exceeded(&r->by_ip, ip, hc->registration_limit, hc->registration_window,
+    return throttle_exceeded(registrations(r), ip, hc->registration_limit, hc->registration_window,
                              now_ms());
 }
 
 static void ip_count(reg_t *r, const char *ip, const config_host_t *hc)
 {
-    throttle_prune(&r->by_ip, hc->registration_window, now_ms());
-    throttle_hit(&r->by_ip, ip, hc->registration_window, now_ms());
+    throttle_prune(registrations(r), hc->registration_window, now_ms());
+    throttle_hit(registrations(r), ip, hc->registration_window, now_ms());
 }
 
 static int job_store(const storage_driver_t *drv, storage_db_t *db, void *arg)

@@ -305,7 +305,8 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
          * below run there. */
         unsigned owner = shard_of(srv, to->local, host->domain);
         if (owner != srv->shard_index) {
-            shard_forward(srv, owner, st);
+            if (!shard_forward(srv, owner, st) && kind != KIND_PRESENCE)
+                bounce_congested(srv, st);
             return;
         }
     }

@@ -270,13 +270,19 @@ rollback:
 
 /* SQLite creates a new database with 0644 & ~umask; accounts are secret, so
  * the file is created 0600 first. The -wal and -shm files inherit the
- * database's mode. Changing the umask instead would race other threads. */
+ * database's mode. Changing the umask instead would race other threads.
+ * Only a missing file is touched: closing any descriptor of a database
+ * drops every POSIX lock this process holds on it, and with several
+ * workers another connection of ours is already open (the next close by
+ * ternctl would then delete the WAL under it). */
 static int precreate(const char *dsn, char *err, size_t errlen)
 {
     if (strcmp(dsn, ":memory:") == 0 || strncmp(dsn, "file:", 5) == 0 || dsn[0] == '\0')
         return 0;
-    int fd = open(dsn, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(dsn, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
         tern_format_err(err, errlen, "%s: %s", dsn, strerror(errno));
         return -1;
     }

@@ -63,6 +63,8 @@ DEFAULT_OPTIONS = {
     "auth_account_limit": "0",
     "auth_window": "300",
     "hide_version": "no",
+    # scripts/test.sh runs the suite a second time with two event loops.
+    "workers": os.environ.get("TERN_TEST_WORKERS", "1"),
 }
 
 

@@ -393,7 +393,9 @@ def test_slow_reader_bounded_and_nothing_lost(tern):
     total = 3000  # about 12 MB offered to a client that reads nothing
     bounced = set()
 
-    def drain_alice(wait):
+    def drain_alice(wait, quiet=0.0):
+        """Reads alice's bounces: waits up to wait for the first, then
+        until nothing has come for quiet seconds."""
         while True:
             try:
                 el = alice.next(timeout=wait, raise_errors=False)
@@ -402,7 +404,7 @@ def test_slow_reader_bounded_and_nothing_lost(tern):
             if el.tag == "{jabber:client}message" and el.get("type") == "error":
                 assert X.stanza_error(el) == ("wait", "resource-constraint"), X.stanza_error(el)
                 bounced.add(el.get("id"))
-            wait = 0.0
+            wait = quiet
 
     try:
         rss_before = srv.rss_kb()
@@ -414,7 +416,11 @@ def test_slow_reader_bounded_and_nothing_lost(tern):
         assert alice.ping_server(timeout=30)  # the sender is unaffected
         drain_alice(1.0)
         assert bounced, "nothing was refused although bob read nothing"
-        assert srv.rss_kb() - rss_before < 32 * 1024
+        # Under ASan every worker thread keeps its own allocator caches and
+        # quarantine share, so the bound scales with the workers (a release
+        # build grows by under 4 MB with one worker or two).
+        workers = int(srv.options.get("workers", "1"))
+        assert srv.rss_kb() - rss_before < 32 * 1024 * workers
         assert server_side_tcp_state(srv.c2s_port, bob_port) == ESTABLISHED
         alice.send_message(carol.jid, "after the flood")
         carol.expect_message(timeout=15, pred=lambda e: e.findtext("{jabber:client}body")
@@ -428,6 +434,10 @@ def test_slow_reader_bounded_and_nothing_lost(tern):
                 break
             received.append(m.get("id"))
         assert len(received) == len(set(received))
+        # With several workers a bounce crosses back through an inbox and
+        # may come after the first drain; nothing may be missing once alice
+        # has heard everything.
+        drain_alice(1.0, quiet=1.0)
         assert set(received) | bounced == {"f%d" % i for i in range(total)}
         assert not set(received) & bounced
     finally:
