@@ -248,8 +248,8 @@ int server_start(tern_server_t *srv, char *err, size_t errlen)
     if (srv->shard_index == 0) {
         for (size_t i = 0; i < srv->nhosts; i++)
             log_info("main", "serving host %s", srv->hosts[i].domain);
-        log_info("main", "ready (%u worker%s)", srv->cfg->workers,
-                 srv->cfg->workers == 1 ? "" : "s");
+        log_info("main", "ready (%u worker%s)", shards_count(srv),
+                 shards_count(srv) == 1 ? "" : "s");
     }
     return 0;
 }

@@ -71,6 +71,11 @@ unsigned shard_of(const tern_server_t *srv, const char *local, const char *domai
     return (unsigned)(h % srv->shards->n);
 }
 
+unsigned shards_count(const tern_server_t *srv)
+{
+    return srv->shards ? srv->shards->n : 1;
+}
+
 tern_server_t *shard_server(const tern_server_t *srv, unsigned index)
 {
     return srv->shards ? srv->shards->srv[index] : (tern_server_t *)srv;
@@ -267,7 +272,11 @@ static void free_workers(tern_shards_t *g)
 tern_shards_t *shards_create(uv_loop_t *loop0, config_t *cfg, const char *path, char *err,
                              size_t errlen, tern_server_t **primary)
 {
-    unsigned n = cfg->workers ? cfg->workers : 1;
+    unsigned n = cfg->workers;
+    if (n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores < 1 ? 1 : cores > 64 ? 64 : (unsigned)cores;
+    }
     tern_shards_t *g = tern_xcalloc(1, sizeof(*g));
     g->n = n;
     g->srv = tern_xcalloc(n, sizeof(*g->srv));

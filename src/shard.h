@@ -27,7 +27,7 @@
 
 typedef struct tern_shards tern_shards_t;
 
-/* Creates cfg->workers servers from the file at path (worker 0 on loop0,
+/* Creates cfg->workers servers (0: one per online core) from the file at path (worker 0 on loop0,
  * run by the caller) and starts workers 1..N-1 on their threads, one after
  * the other. Worker 0 is created but not started: the caller starts it and
  * runs loop0. Takes ownership of cfg (worker 0's). On failure returns NULL
@@ -40,6 +40,8 @@ void shards_join(tern_shards_t *g);
 
 /* The worker owning the account local@domain (both normalised). */
 unsigned shard_of(const tern_server_t *srv, const char *local, const char *domain);
+/* How many workers the process runs. */
+unsigned shards_count(const tern_server_t *srv);
 /* The same worker's server object (hosts may be looked up from any
  * thread: the host list never changes while running). */
 tern_server_t *shard_server(const tern_server_t *srv, unsigned index);

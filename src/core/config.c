@@ -109,9 +109,9 @@ static const opt_t options[] = {
      .reloadable = true, .help = "Window over which the auth_*_limit counters are kept."},
     {"max_connections_per_ip", OPT_UINT, SRV(max_connections_per_ip), .max = UINT_MAX, .def = "0",
      .help = "Simultaneous connections per source address; 0 = no limit."},
-    {"workers", OPT_UINT, SRV(workers), .min = 1, .max = 64, .def = "1",
+    {"workers", OPT_UINT, SRV(workers), .max = 64, .def = "0",
      .help = "Event loop threads, each with its own connections; an account's\n"
-             "sessions all live on one of them. Up to the number of cores."},
+             "sessions all live on one of them. 0 = one per core."},
     {"hide_version", OPT_BOOL, SRV(hide_version), .def = "no", .reloadable = true,
      .help = "Answer software version queries (XEP-0092) with service-unavailable."},
     {"version_show_os", OPT_BOOL, SRV(version_show_os), .def = "no", .reloadable = true,

@@ -51,7 +51,7 @@ typedef struct config {
     unsigned auth_account_limit;     /* default 10 */
     unsigned auth_window;            /* seconds; default 300 */
     unsigned max_connections_per_ip; /* 0 = no limit; default 0 */
-    unsigned workers;                /* event loop threads; default 1 */
+    unsigned workers;                /* event loop threads; 0 (default) = one per core */
     bool hide_version;               /* XEP-0092 answers service-unavailable; default no */
     bool version_show_os;            /* XEP-0092 includes <os/>; default no */
     char **disabled_modules;         /* default none */
