@@ -309,6 +309,11 @@ tern_shards_t *shards_create(uv_loop_t *loop0, config_t *cfg, const char *path, 
     for (unsigned i = 0; i < n; i++) {
         g->srv[i]->shards = n > 1 ? g : NULL;
         g->srv[i]->shard_index = i;
+        /* One set of ticket keys for every listener and worker: a client
+         * resumes wherever the kernel hands its next connection. */
+        tls_ctx_share_ticket_keys(g->srv[i]->tls_direct, g->srv[0]->tls);
+        if (i > 0)
+            tls_ctx_share_ticket_keys(g->srv[i]->tls, g->srv[0]->tls);
     }
     /* One at a time: opening the database runs its migrations. */
     for (unsigned i = 1; i < n; i++) {

@@ -383,6 +383,21 @@ int tls_ctx_add_host(tls_ctx_t *ctx, const char *domain, const char *cert_file,
     return TERN_OK;
 }
 
+int tls_ctx_share_ticket_keys(tls_ctx_t *dst, const tls_ctx_t *src)
+{
+    /* Name, HMAC and AES keys of the base (session) context, which encrypts
+     * every host's tickets (see the top of this file). */
+    unsigned char keys[80];
+    int ok = SSL_CTX_get_tlsext_ticket_keys(src->base, keys, sizeof(keys)) == 1 &&
+             SSL_CTX_set_tlsext_ticket_keys(dst->base, keys, sizeof(keys)) == 1;
+    OPENSSL_cleanse(keys, sizeof(keys));
+    if (!ok) {
+        log_ssl_errors(LOG_WARN, "cannot share TLS ticket keys");
+        return TERN_EIO;
+    }
+    return TERN_OK;
+}
+
 void tls_ctx_set_alpn(tls_ctx_t *ctx, const char *proto)
 {
     size_t len = proto ? strlen(proto) : 0;

@@ -33,6 +33,10 @@ int tls_ctx_add_host(tls_ctx_t *ctx, const char *domain, const char *cert_file,
  * "xmpp-client" for Direct TLS, XEP-0368); NULL = no ALPN. */
 void tls_ctx_set_alpn(tls_ctx_t *ctx, const char *proto);
 
+/* Makes dst encrypt and accept session tickets with src's keys, so that a
+ * client resumes on any listener or worker thread of the process. */
+int tls_ctx_share_ticket_keys(tls_ctx_t *dst, const tls_ctx_t *src);
+
 /* Per-connection state. */
 tls_conn_t *tls_conn_new(tls_ctx_t *ctx);
 void tls_conn_free(tls_conn_t *c);

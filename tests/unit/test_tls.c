@@ -801,6 +801,41 @@ static void test_resumption(void **state)
     tls_ctx_free(ctx);
 }
 
+/* Contexts that share ticket keys (two listeners, or two workers) resume
+ * each other's sessions; without sharing they cannot. */
+static void test_shared_ticket_keys(void **state)
+{
+    struct files *f = *state;
+    tls_ctx_t *a = make_ctx(f), *b = make_ctx(f), *c = make_ctx(f);
+    assert_int_equal(tls_ctx_share_ticket_keys(b, a), TERN_OK);
+    SSL_CTX *cctx = client_ctx(0);
+    struct peer p;
+    peer_init(&p, a, cctx, NULL);
+    connect_ok(&p);
+    SSL_SESSION *sess = SSL_get1_session(p.c);
+    SSL_shutdown(p.c);
+    pump(&p);
+    peer_free(&p);
+
+    peer_init(&p, b, cctx, NULL);
+    assert_int_equal(SSL_set_session(p.c, sess), 1);
+    connect_ok(&p);
+    assert_true(SSL_session_reused(p.c));
+    peer_free(&p);
+
+    peer_init(&p, c, cctx, NULL);
+    assert_int_equal(SSL_set_session(p.c, sess), 1);
+    connect_ok(&p);
+    assert_false(SSL_session_reused(p.c));
+    peer_free(&p);
+
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+    tls_ctx_free(a);
+    tls_ctx_free(b);
+    tls_ctx_free(c);
+}
+
 static void test_hello_retry(void **state)
 {
     struct files *f = *state;
@@ -1025,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test(test_tls13_key_update),
         cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_shared_ticket_keys),
         cmocka_unit_test(test_hello_retry),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_reload),
