@@ -339,14 +339,8 @@ tern_shards_t *shards_create(uv_loop_t *loop0, config_t *cfg, const char *path, 
     return g;
 
 stop:
-    for (unsigned i = 1; i < n; i++) {
-        if (g->workers[i].started) {
-            struct shard_msg *m = tern_xcalloc(1, sizeof(*m));
-            m->kind = MSG_SHUTDOWN;
-            if (!post(g->srv[i], m))
-                free(m);
-        }
-    }
+    /* Workers not started yet drop the message with their inbox. */
+    shards_broadcast_shutdown(g->srv[0]);
 fail:
     free_workers(g);
     server_free(g->srv[0]);

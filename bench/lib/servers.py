@@ -91,6 +91,19 @@ def _package_version(pkg):
     return out.stdout.strip() if out.returncode == 0 else "not installed"
 
 
+def _sqlite_insert(path, insert, rows, schema=None):
+    """Bulk-inserts rows into the SQLite database at path in one
+    transaction, after running the schema script if one is given."""
+    db = sqlite3.connect(path)
+    try:
+        if schema:
+            db.executescript(schema)
+        db.executemany(insert, rows)
+        db.commit()
+    finally:
+        db.close()
+
+
 class Tern(Server):
     name = "tern"
     process_name = "tern"
@@ -136,38 +149,30 @@ class Prosody(Server):
     def create_users(self, users, creds):
         """Rows as mod_storage_sql writes them for mod_auth_internal_hashed:
         one (host, user, 'accounts', key, type, value) row per field."""
-        db = sqlite3.connect(os.path.join(self.workdir, "prosody.sqlite"))
-        try:
-            # The table and index mod_storage_sql would create on first start.
-            db.executescript(
-                'CREATE TABLE "prosody" ("host" TEXT NOT NULL, "user" TEXT NOT NULL,'
-                ' "store" TEXT NOT NULL, "key" TEXT NOT NULL, "type" TEXT NOT NULL,'
-                ' "value" MEDIUMTEXT NOT NULL);'
-                'CREATE INDEX "prosody_index" ON "prosody" ("host", "user", "store", "key");')
-            fields = [("salt", "string", creds.salt.decode()),
-                      ("iteration_count", "number", str(creds.iterations)),
-                      ("stored_key", "string", creds.stored_key.hex()),
-                      ("server_key", "string", creds.server_key.hex())]
-            db.executemany('INSERT INTO "prosody" VALUES (?, ?, ?, ?, ?, ?)',
-                           ((DOMAIN, user, "accounts", k, t, v)
-                            for user in accounts.user_names(users) for k, t, v in fields))
-            db.commit()
-        finally:
-            db.close()
+        # The table and index mod_storage_sql would create on first start.
+        schema = ('CREATE TABLE "prosody" ("host" TEXT NOT NULL, "user" TEXT NOT NULL,'
+                  ' "store" TEXT NOT NULL, "key" TEXT NOT NULL, "type" TEXT NOT NULL,'
+                  ' "value" MEDIUMTEXT NOT NULL);'
+                  'CREATE INDEX "prosody_index" ON "prosody" ("host", "user", "store", "key");')
+        fields = [("salt", "string", creds.salt.decode()),
+                  ("iteration_count", "number", str(creds.iterations)),
+                  ("stored_key", "string", creds.stored_key.hex()),
+                  ("server_key", "string", creds.server_key.hex())]
+        _sqlite_insert(os.path.join(self.workdir, "prosody.sqlite"),
+                       'INSERT INTO "prosody" VALUES (?, ?, ?, ?, ?, ?)',
+                       ((DOMAIN, user, "accounts", k, t, v)
+                        for user in accounts.user_names(users) for k, t, v in fields),
+                       schema)
 
     def create_rosters(self, users, roster_size):
         """One roster row per contact, as mod_storage_sql stores the
         rostermanager's map (the metadata entry is rebuilt at load)."""
         item = '{"subscription":"both","groups":{}}'
         names = list(accounts.user_names(users))
-        db = sqlite3.connect(os.path.join(self.workdir, "prosody.sqlite"))
-        try:
-            db.executemany('INSERT INTO "prosody" VALUES (?, ?, ?, ?, ?, ?)',
-                           ((DOMAIN, names[u], "roster", f"{names[v]}@{DOMAIN}", "json", item)
-                            for u in range(users) for v in accounts.contacts(u, users, roster_size)))
-            db.commit()
-        finally:
-            db.close()
+        _sqlite_insert(os.path.join(self.workdir, "prosody.sqlite"),
+                       'INSERT INTO "prosody" VALUES (?, ?, ?, ?, ?, ?)',
+                       ((DOMAIN, names[u], "roster", f"{names[v]}@{DOMAIN}", "json", item)
+                        for u in range(users) for v in accounts.contacts(u, users, roster_size)))
         return True
 
     def version(self):
@@ -209,30 +214,23 @@ class Ejabberd(Server):
     def create_users(self, users, creds):
         """The stock SQLite schema, then one users row per account with the
         SCRAM fields base64-encoded as ejabberd stores them."""
-        db = sqlite3.connect(os.path.join(self.workdir, "ejabberd.db"))
-        try:
-            with open(EJABBERD_SCHEMA) as f:
-                db.executescript(f.read())
-            b64 = lambda b: base64.b64encode(b).decode()
-            row = (b64(creds.stored_key), b64(creds.server_key), b64(creds.salt), creds.iterations)
-            db.executemany("INSERT INTO users (username, password, serverkey, salt, iterationcount)"
-                           " VALUES (?, ?, ?, ?, ?)", ((user,) + row for user in accounts.user_names(users)))
-            db.commit()
-        finally:
-            db.close()
+        with open(EJABBERD_SCHEMA) as f:
+            schema = f.read()
+        b64 = lambda b: base64.b64encode(b).decode()
+        row = (b64(creds.stored_key), b64(creds.server_key), b64(creds.salt), creds.iterations)
+        _sqlite_insert(os.path.join(self.workdir, "ejabberd.db"),
+                       "INSERT INTO users (username, password, serverkey, salt, iterationcount)"
+                       " VALUES (?, ?, ?, ?, ?)",
+                       ((user,) + row for user in accounts.user_names(users)), schema)
 
     def create_rosters(self, users, roster_size):
         """rosterusers rows with subscription 'B' (both), no pending ask."""
         names = list(accounts.user_names(users))
-        db = sqlite3.connect(os.path.join(self.workdir, "ejabberd.db"))
-        try:
-            db.executemany("INSERT INTO rosterusers (username, jid, nick, subscription, ask, askmessage,"
-                           " server, subscribe, type) VALUES (?, ?, '', 'B', 'N', '', 'N', '', 'item')",
-                           ((names[u], f"{names[v]}@{DOMAIN}")
-                            for u in range(users) for v in accounts.contacts(u, users, roster_size)))
-            db.commit()
-        finally:
-            db.close()
+        _sqlite_insert(os.path.join(self.workdir, "ejabberd.db"),
+                       "INSERT INTO rosterusers (username, jid, nick, subscription, ask, askmessage,"
+                       " server, subscribe, type) VALUES (?, ?, '', 'B', 'N', '', 'N', '', 'item')",
+                       ((names[u], f"{names[v]}@{DOMAIN}")
+                        for u in range(users) for v in accounts.contacts(u, users, roster_size)))
         return True
 
     def version(self):

@@ -114,6 +114,18 @@ static void session_end(tern_session_t *s)
     }
 }
 
+/* Puts s on its worker's list of connections (the sweep's). */
+static void link_all(tern_session_t *s)
+{
+    tern_server_t *srv = s->srv;
+    s->prev_all = NULL;
+    s->next_all = srv->all_sessions;
+    if (srv->all_sessions)
+        srv->all_sessions->prev_all = s;
+    srv->all_sessions = s;
+    srv->nsessions++;
+}
+
 static void unlink_all(tern_session_t *s)
 {
     tern_server_t *srv = s->srv;
@@ -1095,11 +1107,7 @@ static void on_connection(uv_stream_t *server, int status)
      * keepalive even when the idle timeout is long. */
     uv_tcp_keepalive(&s->tcp, 1, 120);
     s->opened_ms = s->last_rx_ms = uv_now(srv->loop);
-    s->next_all = srv->all_sessions;
-    if (srv->all_sessions)
-        srv->all_sessions->prev_all = s;
-    srv->all_sessions = s;
-    srv->nsessions++;
+    link_all(s);
     s->state = C2S_OPEN;
 
     unsigned limit = srv->cfg->max_connections_per_ip;
@@ -1214,12 +1222,7 @@ void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd)
         uv_close((uv_handle_t *)&s->tcp, on_closed);
         return;
     }
-    s->next_all = srv->all_sessions;
-    s->prev_all = NULL;
-    if (srv->all_sessions)
-        srv->all_sessions->prev_all = s;
-    srv->all_sessions = s;
-    srv->nsessions++;
+    link_all(s);
     s->last_rx_ms = uv_now(srv->loop);
     if (srv->shutting_down) {
         c2s_close(s, "system-shutdown", NULL);
