@@ -10,12 +10,13 @@ from . import accounts, harness, report
 
 
 def setup(repo, install=True, build=True, log=print):
-    """Debian packages (scripts/deps.sh bench), the Tern release build and
-    the loadgen."""
+    """Debian packages (scripts/deps.sh bench), the Tern release build, the
+    loadgen and the bare-OpenSSL handshake floor (bench/tlsfloor)."""
     if install:
         subprocess.run([os.path.join(repo, "scripts", "deps.sh"), "bench"], check=True)
     if build:
-        for target in (repo, os.path.join(repo, "bench", "loadgen")):
+        for target in (repo, os.path.join(repo, "bench", "loadgen"),
+                       os.path.join(repo, "bench", "tlsfloor")):
             res = subprocess.run(["make", "-s", "-C", target], capture_output=True, text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"make -C {target} failed:\n{res.stdout}{res.stderr}")

@@ -62,6 +62,7 @@ def run(repo, workroot, out_dir, server_names, quick=False, log=print):
         log("")
 
     callgrind = run_callgrind(repo, out_dir, stamp, log)
+    tlsfloor = run_tlsfloor(repo, log)
     tsung = run_tsung(repo, workroot, quick, log) if "tern" in server_names else None
 
     table = summary_table(runs, order)
@@ -76,6 +77,9 @@ def run(repo, workroot, out_dir, server_names, quick=False, log=print):
                 log(f"  {op:<20} {report.fmt(ir)}")
         else:
             log(f"  {callgrind.get('status', 'no summary')}")
+    if tlsfloor:
+        log("\nbare OpenSSL TLS 1.3 handshake, server on CPU 0 (bench/tlsfloor; the floor under any login):")
+        log("  " + ", ".join(f"{k}={report.fmt(v)}" for k, v in tlsfloor.items()))
     if tsung:
         log("\nTsung cross-check against Tern (figures in loadgen terms where they match):")
         for entry in tsung:
@@ -84,7 +88,7 @@ def run(repo, workroot, out_dir, server_names, quick=False, log=print):
     path = os.path.join(out_dir, f"{stamp}-suite.json")
     report.write_json(path, {"environment": harness.environment(repo), "quick": quick,
                              "runs": {n: list(r.values()) for n, r in runs.items()},
-                             "callgrind": callgrind, "tsung": tsung, "summary": table})
+                             "callgrind": callgrind, "tlsfloor": tlsfloor, "tsung": tsung, "summary": table})
     log(f"\nbench: wrote {os.path.relpath(path, repo)}")
     failed = [f"{n}/{label}" for n, rs in runs.items() for label, r in rs.items()
               if r["status"] not in ("ok", "unsupported")]
@@ -129,6 +133,25 @@ def run_callgrind(repo, out_dir, stamp, log):
         return {"status": f"failed: exit {res.returncode}"}
     with open(out) as f:
         return json.load(f)
+
+
+def run_tlsfloor(repo, log):
+    """bench/tlsfloor: server CPU per bare OpenSSL handshake with Tern's TLS
+    settings, so the login figures can be read against what OpenSSL alone
+    costs on this machine."""
+    binary = os.path.join(repo, "bench", "tlsfloor", "tlsfloor")
+    if not os.access(binary, os.X_OK):
+        log("bench: bench/tlsfloor not built; skipping the handshake floor")
+        return None
+    log("bench: bare OpenSSL handshake floor (bench/tlsfloor)")
+    try:
+        res = procs.run([binary, "5000", "0", "1"], timeout=300, cwd=repo,
+                        stdout=subprocess.PIPE, text=True)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed: timeout"}
+    if res.returncode != 0:
+        return {"status": f"failed: exit {res.returncode}"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def run_tsung(repo, workroot, quick, log):
