@@ -51,6 +51,13 @@ typedef struct host_hook {
     struct host_hook *next;
 } host_hook_t;
 
+typedef struct stanza_hook {
+    int priority;
+    module_inst_t *inst;
+    tern_stanza_hook_cb cb;
+    struct stanza_hook *next;
+} stanza_hook_t;
+
 typedef struct disco_entry {
     tern_scope_t scope;
     char *category, *type, *name; /* identity when category != NULL */
@@ -71,6 +78,8 @@ struct tern_host {
     hashmap_t iq_handlers[TERN_SCOPE_COUNT];
     module_inst_t *modules;
     host_hook_t *feature_hooks, *bound_hooks, *closed_hooks;
+    stanza_hook_t *stanza_hooks[TERN_HOOK_COUNT]; /* by priority, highest first */
+    int nslots;                                   /* per-session module slots */
     disco_entry_t *disco;
     hashmap_t users;    /* bare JID -> sm_user_t */
     hashmap_t sessions; /* full JID -> tern_session_t */
@@ -139,6 +148,12 @@ tern_handled_t modules_dispatch_iq(tern_host_t *host, tern_scope_t scope, tern_i
 void modules_add_stream_features(tern_host_t *host, struct tern_session *s, xml_node_t *features);
 void modules_session_bound(tern_host_t *host, struct tern_session *s);
 void modules_session_closed(tern_host_t *host, struct tern_session *s);
+/* Runs the hooks of point; TERN_HANDLED if one took the stanza. */
+tern_handled_t modules_run_hooks(tern_host_t *host, tern_hook_point_t point, tern_stanza_ev_t *ev);
+static inline bool modules_have_hooks(const tern_host_t *host, tern_hook_point_t point)
+{
+    return host->stanza_hooks[point] != NULL;
+}
 
 /* ---- c2s.c ---- */
 int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_tls, char *err,
@@ -167,6 +182,9 @@ void sm_note_directed_presence(struct tern_session *s, const jid_t *to, const ch
  * the local session that sent it, or NULL. st is borrowed. */
 void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const jid_t *to,
                   struct tern_session *origin);
+/* A stanza from a bound client session (from already stamped): OUTBOUND
+ * hooks, then router_route. to may be NULL. st is borrowed. */
+void router_route_from_client(struct tern_session *s, xml_stanza_t *st, const jid_t *to);
 /* Sends an error reply for st (never for type='error'). */
 void router_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
                    const char *condition, const char *text);

@@ -83,6 +83,54 @@ int tern_register_stream_features(tern_module_t *m, tern_features_cb cb);
 int tern_register_session_bound(tern_module_t *m, tern_session_cb cb);
 int tern_register_session_closed(tern_module_t *m, tern_session_cb cb);
 
+/* ---- stanza hooks ----
+ * Points on a stanza's way through the router where modules look at it and
+ * may take it over. At each point hooks run from the highest priority down
+ * (ties in module order). A hook may change the stanza (e.g. add a
+ * stanza-id); returning TERN_HANDLED ends the processing there: the module
+ * has delivered, stored, answered or dropped it, and the router does
+ * nothing more with it. Priorities in use: blocking 100, mam 50, carbons
+ * 40, roster 0, offline -50 (see docs/architecture.md).
+ */
+typedef enum {
+    /* A stanza from a bound local session, after its 'from' was stamped,
+     * before routing. ev->to is NULL when the client gave no 'to' (its own
+     * account). Runs on the worker that owns the sender. */
+    TERN_HOOK_OUTBOUND = 0,
+    /* A message, presence or iq addressed to a local account (bare or full
+     * JID; iq only when addressed to a full JID or not handled as an
+     * account iq), on the worker that owns the account, before delivery. */
+    TERN_HOOK_INBOUND,
+    /* A message for a local account that no resource can take (no
+     * available resource with non-negative priority, or a full JID whose
+     * resource is gone), before the service-unavailable bounce. */
+    TERN_HOOK_UNDELIVERABLE,
+    /* A stanza about to be written to a session (ev->session). Runs on
+     * every delivery, so keep it cheap. */
+    TERN_HOOK_DELIVER,
+    TERN_HOOK_COUNT
+} tern_hook_point_t;
+
+typedef struct {
+    tern_host_t *host;       /* the host of the local account concerned */
+    xml_stanza_t *stanza;    /* borrowed; the hook may modify it */
+    const jid_t *from;       /* stamped sender; may be NULL (server) */
+    const jid_t *to;         /* NULL: OUTBOUND without 'to' */
+    tern_session_t *session; /* OUTBOUND: sender; DELIVER: recipient; else NULL */
+} tern_stanza_ev_t;
+
+typedef tern_handled_t (*tern_stanza_hook_cb)(void *mod_state, tern_stanza_ev_t *ev);
+int tern_register_hook(tern_module_t *m, tern_hook_point_t point, int priority,
+                       tern_stanza_hook_cb cb);
+
+/* ---- per-session module data ----
+ * A module that keeps state per session (roster requested, carbons
+ * enabled...) gets a slot at init and stores a pointer in each session.
+ * The module owns what it stores and clears it in its session_closed hook. */
+int tern_module_session_slot(tern_module_t *m);
+void *tern_session_get(const tern_session_t *s, int slot);
+void tern_session_set(tern_session_t *s, int slot, void *data);
+
 /* ---- host and server facts ---- */
 const char *tern_host_domain(const tern_host_t *h);
 const struct config_host *tern_host_config(const tern_host_t *h);
@@ -110,6 +158,17 @@ bool tern_session_is_authenticated(const tern_session_t *s);
 const jid_t *tern_session_jid(const tern_session_t *s); /* NULL before bind */
 /* Source address as text ("127.0.0.1"), for throttling. */
 const char *tern_session_ip(const tern_session_t *s);
+/* The host the session belongs to. */
+tern_host_t *tern_session_host(const tern_session_t *s);
+/* Available (sent initial presence and not unavailable since), its
+ * priority, and its last broadcast presence (borrowed, NULL if none). */
+bool tern_session_available(const tern_session_t *s);
+int tern_session_priority(const tern_session_t *s);
+const xml_stanza_t *tern_session_presence(const tern_session_t *s);
+/* The bound sessions of a local account on this worker: the first, then
+ * the next; NULL at the end. bare is "local@domain". */
+tern_session_t *tern_user_sessions(tern_host_t *h, const char *bare);
+tern_session_t *tern_session_next_resource(const tern_session_t *s);
 /* Writes st (borrowed) on the session's stream; no-op if closed. */
 void tern_session_send(tern_session_t *s, const xml_stanza_t *st);
 /* Closes the stream, with a stream error condition or NULL. */

@@ -88,6 +88,7 @@ void tern_session_unref(tern_session_t *s)
     free(s->full);
     free(s->bare);
     free(s->lang);
+    free(s->slots);
     jid_clear(&s->jid);
     if (s->presence)
         xml_stanza_unref(s->presence);
@@ -848,7 +849,7 @@ static void dispatch_bound(tern_session_t *s, xml_stanza_t *st)
     }
     /* RFC 6120 §8.1.2.1: the server stamps the sender's full JID. */
     xml_node_set_attr(root, "from", s->full);
-    router_route(s->srv, st, &s->jid, to ? &to_jid : NULL, s);
+    router_route_from_client(s, st, to ? &to_jid : NULL);
     jid_clear(&to_jid);
 }
 

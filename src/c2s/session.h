@@ -101,7 +101,8 @@ struct tern_session {
     int priority;
     xml_stanza_t *presence; /* last broadcast presence, or NULL */
     directed_presence_t *directed;
-    struct tern_session *next_resource;       /* within sm_user_t */
+    void **slots;                       /* per-module data (tern_session_get), host->nslots long */
+    struct tern_session *next_resource; /* within sm_user_t */
     struct tern_session *next_all, *prev_all; /* srv->all_sessions */
 };
 

@@ -90,6 +90,13 @@ void modules_fini_host(tern_host_t *host)
         }
         hashmap_free(&host->iq_handlers[i]);
     }
+    for (size_t i = 0; i < TERN_HOOK_COUNT; i++) {
+        for (stanza_hook_t *h = host->stanza_hooks[i], *n; h; h = n) {
+            n = h->next;
+            free(h);
+        }
+        host->stanza_hooks[i] = NULL;
+    }
     free_hooks(host->feature_hooks);
     free_hooks(host->bound_hooks);
     free_hooks(host->closed_hooks);
@@ -139,6 +146,14 @@ void modules_session_closed(tern_host_t *host, tern_session_t *s)
 {
     for (host_hook_t *h = host->closed_hooks; h; h = h->next)
         h->cb.session(((module_inst_t *)h->state)->state, s);
+}
+
+tern_handled_t modules_run_hooks(tern_host_t *host, tern_hook_point_t point, tern_stanza_ev_t *ev)
+{
+    for (stanza_hook_t *h = host->stanza_hooks[point]; h; h = h->next)
+        if (h->cb(h->inst->state, ev) == TERN_HANDLED)
+            return TERN_HANDLED;
+    return TERN_PASS;
 }
 
 /* ---- registration API ---- */
@@ -194,6 +209,28 @@ int tern_register_session_closed(tern_module_t *m, tern_session_cb cb)
 {
     add_hook(&m->host->closed_hooks, m->inst)->cb.session = cb;
     return 0;
+}
+
+int tern_register_hook(tern_module_t *m, tern_hook_point_t point, int priority,
+                       tern_stanza_hook_cb cb)
+{
+    if ((unsigned)point >= TERN_HOOK_COUNT)
+        return TERN_EINVAL;
+    stanza_hook_t *h = tern_xcalloc(1, sizeof(*h));
+    h->priority = priority;
+    h->inst = m->inst;
+    h->cb = cb;
+    stanza_hook_t **pp = &m->host->stanza_hooks[point];
+    while (*pp && (*pp)->priority >= priority)
+        pp = &(*pp)->next;
+    h->next = *pp;
+    *pp = h;
+    return 0;
+}
+
+int tern_module_session_slot(tern_module_t *m)
+{
+    return m->host->nslots++;
 }
 
 static disco_entry_t *add_disco(tern_host_t *host, tern_scope_t scope)

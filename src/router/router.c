@@ -86,6 +86,11 @@ static bool deliver(tern_session_t *s, xml_stanza_t *st)
     bool answer = type && (strcmp(type, "error") == 0 || strcmp(type, "result") == 0);
     if (!answer && c2s_congested(s))
         return false;
+    if (modules_have_hooks(s->host, TERN_HOOK_DELIVER)) {
+        tern_stanza_ev_t ev = {.host = s->host, .stanza = st, .session = s};
+        if (modules_run_hooks(s->host, TERN_HOOK_DELIVER, &ev) == TERN_HANDLED)
+            return true; /* taken by a module (held, batched) */
+    }
     c2s_send_stanza(s, st);
     return true;
 }
@@ -249,13 +254,41 @@ static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, 
             bounce_congested(srv, st);
             return;
         }
-        /* RFC 6121 §8.5.2.2: no available resource and no offline storage
-         * yet: chat/normal bounce, headline and error vanish. */
+        if (modules_have_hooks(host, TERN_HOOK_UNDELIVERABLE)) {
+            tern_stanza_ev_t ev = {.host = host, .stanza = st, .from = from, .to = to};
+            if (modules_run_hooks(host, TERN_HOOK_UNDELIVERABLE, &ev) == TERN_HANDLED)
+                return; /* stored for later (offline) */
+        }
+        /* RFC 6121 §8.5.2.2: no available resource and nothing stored it:
+         * chat/normal bounce, headline and error vanish. */
         if (!type || strcmp(type, "normal") == 0 || strcmp(type, "chat") == 0)
             router_bounce(srv, st, "cancel", "service-unavailable", NULL);
         return;
     }
     }
+}
+
+/* The INBOUND hooks for a stanza to a local account (iq only to a full
+ * JID: iqs to the bare JID are the account's own service). True if a
+ * module took it. */
+static bool inbound_hooks_take(tern_host_t *host, xml_stanza_t *st, kind_t kind, const jid_t *from,
+                               const jid_t *to)
+{
+    if (!modules_have_hooks(host, TERN_HOOK_INBOUND) || (kind == KIND_IQ && !to->resource))
+        return false;
+    tern_stanza_ev_t ev = {.host = host, .stanza = st, .from = from, .to = to};
+    return modules_run_hooks(host, TERN_HOOK_INBOUND, &ev) == TERN_HANDLED;
+}
+
+void router_route_from_client(tern_session_t *s, xml_stanza_t *st, const jid_t *to)
+{
+    if (modules_have_hooks(s->host, TERN_HOOK_OUTBOUND)) {
+        tern_stanza_ev_t ev = {
+            .host = s->host, .stanza = st, .from = &s->jid, .to = to, .session = s};
+        if (modules_run_hooks(s->host, TERN_HOOK_OUTBOUND, &ev) == TERN_HANDLED)
+            return;
+    }
+    router_route(s->srv, st, &s->jid, to, s);
 }
 
 void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const jid_t *to,
@@ -283,7 +316,7 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
             return;
         if (kind == KIND_IQ)
             handle_iq(srv, origin->host, TERN_SCOPE_ACCOUNT, st, from, NULL, origin);
-        else
+        else if (!inbound_hooks_take(origin->host, st, kind, from, &bare))
             route_bare(srv, origin->host, st, kind, from, &bare, origin);
         jid_clear(&bare);
         return;
@@ -317,6 +350,9 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
         /* Messages and presence to the server itself have no handler yet. */
         return;
     }
+
+    if (inbound_hooks_take(host, st, kind, from, to))
+        return;
 
     if (!to->resource) {
         route_bare(srv, host, st, kind, from, to, origin);

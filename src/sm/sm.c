@@ -122,13 +122,15 @@ void sm_unbind(tern_session_t *s)
     if (hashmap_get(&host->sessions, s->full) != s)
         return;
     if (s->available) {
-        s->available = false;
+        /* As if the client had said goodbye (RFC 6121 §4.5.1): the same
+         * path, so contacts hear it from the roster module. */
         xml_stanza_t *p = xml_stanza_new("presence", NS_CLIENT);
         xml_node_t *r = xml_stanza_root(p);
         xml_node_set_attr(r, "from", s->full);
         xml_node_set_attr(r, "type", "unavailable");
-        broadcast_own(s, p);
+        router_route_from_client(s, p, NULL);
         xml_stanza_unref(p);
+        s->available = false;
     }
     /* RFC 6121 §4.6.3: whoever got directed presence learns we are gone. */
     for (directed_presence_t *d = s->directed, *n; d; d = n) {
@@ -229,4 +231,56 @@ void sm_note_directed_presence(tern_session_t *s, const jid_t *to, const char *t
         free(d);
     }
     free(t);
+}
+
+/* ---- module API: sessions of an account ---- */
+
+tern_host_t *tern_session_host(const tern_session_t *s)
+{
+    return s->host;
+}
+
+bool tern_session_available(const tern_session_t *s)
+{
+    return s->available;
+}
+
+int tern_session_priority(const tern_session_t *s)
+{
+    return s->priority;
+}
+
+const xml_stanza_t *tern_session_presence(const tern_session_t *s)
+{
+    return s->presence;
+}
+
+tern_session_t *tern_user_sessions(tern_host_t *h, const char *bare)
+{
+    sm_user_t *u = sm_find_user(h, bare);
+    return u ? u->sessions : NULL;
+}
+
+tern_session_t *tern_session_next_resource(const tern_session_t *s)
+{
+    return s->next_resource;
+}
+
+void *tern_session_get(const tern_session_t *s, int slot)
+{
+    if (!s->slots || slot < 0 || slot >= s->host->nslots)
+        return NULL;
+    return s->slots[slot];
+}
+
+void tern_session_set(tern_session_t *s, int slot, void *data)
+{
+    if (slot < 0 || slot >= s->host->nslots)
+        return;
+    if (!s->slots) {
+        if (!data)
+            return;
+        s->slots = tern_xcalloc((size_t)s->host->nslots, sizeof(*s->slots));
+    }
+    s->slots[slot] = data;
 }

@@ -79,6 +79,8 @@ enum stmt_id {
     ST_KV_GET,
     ST_KV_PUT,
     ST_KV_DEL,
+    ST_KV_LIST,
+    ST_KV_DEL_STORE,
     ST_COUNT
 };
 
@@ -108,6 +110,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KV_PUT] = "INSERT INTO kv (host, username, store, key, value) VALUES (?1, ?2, ?3, ?4, ?5)"
                   " ON CONFLICT (host, username, store, key) DO UPDATE SET value = excluded.value",
     [ST_KV_DEL] = "DELETE FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3 AND key = ?4",
+    [ST_KV_LIST] = "SELECT key, value FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3"
+                   " ORDER BY key",
+    [ST_KV_DEL_STORE] = "DELETE FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3",
 };
 
 struct storage_db {
@@ -604,6 +609,83 @@ static int sqlite_kv_del(storage_db_t *h, const char *host, const char *user, co
     return sqlite3_changes(h->db) > 0 ? 0 : TERN_ENOENT;
 }
 
+/* Rows are read into memory first so that cb may call the driver (e.g. to
+ * delete what it has just seen) without disturbing the running statement. */
+static int sqlite_kv_list(storage_db_t *h, const char *host, const char *user, const char *store,
+                          int (*cb)(void *ud, const char *key, const char *value, size_t len),
+                          void *ud)
+{
+    sqlite3_stmt *st = stmt_get(h, ST_KV_LIST);
+    if (!st)
+        return TERN_EIO;
+    if (bind_host_user(st, host, user) != 0 || bind_text(st, 3, store) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    struct kv_row {
+        char *key, *value;
+        size_t len;
+    } *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            rows = tern_xrealloc(rows, cap * sizeof(*rows));
+        }
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const void *v = sqlite3_column_blob(st, 1);
+        size_t vlen = (size_t)sqlite3_column_bytes(st, 1);
+        rows[n].key = tern_xstrdup(k ? k : "");
+        rows[n].value = tern_xmalloc(vlen + 1);
+        if (vlen)
+            memcpy(rows[n].value, v, vlen);
+        rows[n].value[vlen] = '\0';
+        rows[n].len = vlen;
+        n++;
+    }
+    stmt_done(st);
+    int ret = rc == SQLITE_DONE ? 0 : db_fail(h, "kv_list");
+    for (size_t i = 0; i < n; i++) {
+        if (ret == 0)
+            ret = cb(ud, rows[i].key, rows[i].value, rows[i].len);
+        free(rows[i].key);
+        free(rows[i].value);
+    }
+    free(rows);
+    return ret;
+}
+
+static int sqlite_kv_del_store(storage_db_t *h, const char *host, const char *user,
+                               const char *store)
+{
+    sqlite3_stmt *st = stmt_get(h, ST_KV_DEL_STORE);
+    if (!st)
+        return TERN_EIO;
+    if (bind_host_user(st, host, user) != 0 || bind_text(st, 3, store) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(h, "kv_del_store");
+}
+
+static int sqlite_begin(storage_db_t *h)
+{
+    return run_simple(h, ST_BEGIN);
+}
+
+static int sqlite_commit(storage_db_t *h)
+{
+    return run_simple(h, ST_COMMIT);
+}
+
+static int sqlite_rollback(storage_db_t *h)
+{
+    return run_simple(h, ST_ROLLBACK);
+}
+
 const storage_driver_t storage_sqlite_driver = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -616,4 +698,9 @@ const storage_driver_t storage_sqlite_driver = {
     .kv_get = sqlite_kv_get,
     .kv_put = sqlite_kv_put,
     .kv_del = sqlite_kv_del,
+    .kv_list = sqlite_kv_list,
+    .kv_del_store = sqlite_kv_del_store,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
 };

@@ -54,6 +54,20 @@ typedef struct storage_driver {
                   const char *key, const char *value, size_t len);
     int (*kv_del)(storage_db_t *db, const char *host, const char *user, const char *store,
                   const char *key);
+    /* Calls cb for every key of (host, user, store) in key order (bytewise)
+     * with the value, which is borrowed for the call and NUL-terminated. A
+     * non-zero return from cb stops the walk and is returned. cb may call
+     * the driver. */
+    int (*kv_list)(storage_db_t *db, const char *host, const char *user, const char *store,
+                   int (*cb)(void *ud, const char *key, const char *value, size_t len), void *ud);
+    /* Deletes every key of (host, user, store); 0 also when there were none. */
+    int (*kv_del_store)(storage_db_t *db, const char *host, const char *user, const char *store);
+
+    /* A transaction around several calls, so a read-modify-write job
+     * (roster, offline queue) lands entirely or not at all. Not nested. */
+    int (*begin)(storage_db_t *db);
+    int (*commit)(storage_db_t *db);
+    int (*rollback)(storage_db_t *db);
 } storage_driver_t;
 
 extern const storage_driver_t storage_sqlite_driver;

@@ -933,3 +933,44 @@ xml_parse_status_t xml_parser_feed(xml_parser_t *p, const char *data, size_t len
         *consumed = used;
     return rc;
 }
+
+/* ---- one element from a string ---- */
+
+typedef struct {
+    xml_stanza_t *st;
+    int count;
+} fragment_t;
+
+static void fragment_stanza(void *ud, xml_stanza_t *st)
+{
+    fragment_t *f = ud;
+    if (f->count++ == 0)
+        f->st = st;
+    else
+        xml_stanza_unref(st);
+}
+
+xml_stanza_t *xml_parse_element(const char *data, size_t len, const char *default_ns,
+                                size_t max_bytes)
+{
+    static const char tail[] = "</s>";
+    fragment_t f = {0};
+    xml_parser_cb_t cb = {.on_stanza = fragment_stanza};
+    xml_parser_t *p = xml_parser_new(&cb, &f, max_bytes);
+    if (!p)
+        return NULL;
+    char head[256];
+    int n = snprintf(head, sizeof(head), "<s xmlns='%s'>", default_ns);
+    size_t used = 0;
+    bool ok = n > 0 && (size_t)n < sizeof(head) && strchr(default_ns, '\'') == NULL &&
+              xml_parser_feed(p, head, (size_t)n, &used) == XML_PARSE_OK &&
+              xml_parser_feed(p, data, len, &used) == XML_PARSE_OK &&
+              xml_parser_feed(p, tail, sizeof(tail) - 1, &used) == XML_PARSE_OK;
+    xml_parser_free(p);
+    if (!ok || f.count != 1) {
+        if (f.st)
+            xml_stanza_unref(f.st);
+        return NULL;
+    }
+    return f.st;
+}

@@ -111,6 +111,12 @@ bool xml_parser_hibernate(xml_parser_t *p);
  * fixed estimate), a stanza under construction included; for statistics
  * and tests. */
 size_t xml_parser_mem(const xml_parser_t *p);
+/* Parses data as exactly one element (stored XML: offline messages,
+ * archives, private data), in default_ns when it declares none, under the
+ * same restrictions as a stream. Returns a new stanza (one reference) or
+ * NULL if data is not one well-formed element of at most max_bytes. */
+xml_stanza_t *xml_parse_element(const char *data, size_t len, const char *default_ns,
+                                size_t max_bytes);
 /* Human-readable detail of the last error (for logs), never NULL. */
 const char *xml_parser_error_text(const xml_parser_t *p);
 

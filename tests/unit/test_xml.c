@@ -1452,6 +1452,29 @@ static void test_no_callbacks(void **state)
     xml_parser_free(NULL);
 }
 
+/* Stored XML comes back as one element, namespaces intact; anything but
+ * exactly one well-formed element is refused. */
+static void test_parse_element(void **state)
+{
+    (void)state;
+    const char *msg = "<message to='a@b' type='chat'><body>hi &amp; bye</body>"
+                      "<x xmlns='urn:other'/></message>";
+    xml_stanza_t *st = xml_parse_element(msg, strlen(msg), "jabber:client", 4096);
+    assert_non_null(st);
+    xml_node_t *root = xml_stanza_root(st);
+    assert_true(xml_node_is(root, "message", "jabber:client"));
+    assert_string_equal(xml_node_text(xml_node_child(root, "body", "jabber:client")), "hi & bye");
+    assert_non_null(xml_node_child(root, "x", "urn:other"));
+    xml_stanza_unref(st);
+
+    const char *bad[] = {"", "text", "<a/><b/>", "<a>", "<a></b>", "<!DOCTYPE a><a/>",
+                         "<a>&ent;</a>", "</s><x/>"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_null(xml_parse_element(bad[i], strlen(bad[i]), "jabber:client", 4096));
+    /* over the limit */
+    assert_null(xml_parse_element(msg, strlen(msg), "jabber:client", 16));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1480,6 +1503,7 @@ int main(void)
         cmocka_unit_test(test_deep_built_tree),
         cmocka_unit_test(test_stream_close),
         cmocka_unit_test(test_no_callbacks),
+        cmocka_unit_test(test_parse_element),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
