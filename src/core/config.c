@@ -43,6 +43,7 @@ typedef enum {
     OPT_BOOL,
     OPT_ADDRESSES,
     OPT_NAMES,
+    OPT_LIST, /* comma-separated free text */
 } opt_type_t;
 
 typedef struct {
@@ -116,6 +117,13 @@ static const opt_t options[] = {
      .help = "Answer software version queries (XEP-0092) with service-unavailable."},
     {"version_show_os", OPT_BOOL, SRV(version_show_os), .def = "no", .reloadable = true,
      .help = "Include the operating system in software version answers."},
+    {"sm_resume_timeout", OPT_DURATION, SRV(sm_resume_timeout), .max = 1ULL * 24 * 3600,
+     .def = "5m", .reloadable = true,
+     .help = "How long a session with stream management (XEP-0198) waits for its client to\n"
+             "resume after the connection drops; 0 turns resumption off."},
+    {"sm_max_unacked", OPT_UINT, SRV(sm_max_unacked), .min = 10, .max = 100000, .def = "1000",
+     .reloadable = true,
+     .help = "Stanzas sent but not acknowledged (XEP-0198) before the client is cut off."},
     {"disabled_modules", OPT_NAMES, SRV(disabled_modules), .def = "",
      .help = "Modules not to load, comma-separated."},
 
@@ -130,6 +138,28 @@ static const opt_t options[] = {
      .help = "Registrations per source address per registration_window; 0 = no limit."},
     {"registration_window", OPT_DURATION, HOST(registration_window), .min = 1, .max = MAX_DURATION,
      .def = "1h", .reloadable = true, .help = "Window for registration_limit."},
+    {"max_roster_items", OPT_UINT, HOST(max_roster_items), .min = 1, .max = 100000, .def = "1000",
+     .reloadable = true, .help = "Contacts per roster (RFC 6121 §2.5.5)."},
+    {"offline_max_messages", OPT_UINT, HOST(offline_max_messages), .max = 100000, .def = "1000",
+     .reloadable = true,
+     .help = "Messages stored per offline user (XEP-0160); beyond it senders get\n"
+             "service-unavailable. 0 turns offline storage off."},
+    {"vcard_max_size", OPT_SIZE, HOST(vcard_max_size), .min = 1024, .max = 16ULL << 20,
+     .def = "64K", .reloadable = true, .help = "Largest vCard (XEP-0054) a user may store."},
+    {"private_max_size", OPT_SIZE, HOST(private_max_size), .min = 1024, .max = 16ULL << 20,
+     .def = "64K", .reloadable = true,
+     .help = "Largest private XML element (XEP-0049) a user may store."},
+    {"blocklist_max_items", OPT_UINT, HOST(blocklist_max_items), .min = 1, .max = 100000,
+     .def = "1000", .reloadable = true, .help = "JIDs per blocklist (XEP-0191)."},
+    {"mam_retention", OPT_DURATION, HOST(mam_retention), .max = 100ULL * 365 * 86400, .def = "30d",
+     .reloadable = true,
+     .help = "How long the message archive (XEP-0313) keeps messages; 0 = forever."},
+    {"mam_max_page", OPT_UINT, HOST(mam_max_page), .min = 1, .max = 10000, .def = "250",
+     .reloadable = true, .help = "Most messages one MAM query page returns."},
+    {"contact_addresses", OPT_LIST, HOST(contact_addresses), .def = "", .reloadable = true,
+     .help = "XEP-0157 contact addresses in server discovery, as TYPE=URI items, e.g.\n"
+             "admin=xmpp:admin@example.org, abuse=mailto:abuse@example.org. TYPE is one of\n"
+             "abuse, admin, feedback, sales, security, status, support."},
 };
 
 #define NOPT TERN_ARRAY_LEN(options)
@@ -369,6 +399,8 @@ static const char *format_amount(opt_type_t type, unsigned long long v, char *bu
         snprintf(buf, len, "%lluM", v >> 20);
     else if (type == OPT_SIZE && v && v % 1024 == 0)
         snprintf(buf, len, "%lluK", v >> 10);
+    else if (type == OPT_DURATION && v && v % 86400 == 0)
+        snprintf(buf, len, "%llud", v / 86400);
     else if (type == OPT_DURATION && v && v % 3600 == 0)
         snprintf(buf, len, "%lluh", v / 3600);
     else if (type == OPT_DURATION && v && v % 60 == 0)
@@ -464,7 +496,7 @@ static int store_value(parser_t *p, unsigned line, const opt_t *o, void *base, c
                        size_t n)
 {
     char *field = (char *)base + o->offset;
-    bool is_list = o->type == OPT_ADDRESSES || o->type == OPT_NAMES;
+    bool is_list = o->type == OPT_ADDRESSES || o->type == OPT_NAMES || o->type == OPT_LIST;
 
     if (!is_list && (n == 0 || items[0][0] == '\0')) {
         fail(p, line, "missing value for '%s'", o->name);
@@ -479,7 +511,7 @@ static int store_value(parser_t *p, unsigned line, const opt_t *o, void *base, c
 
     static const unsigned long long size_mults[] = {1024, 1ULL << 20, 1ULL << 30,
                                                     1024, 1ULL << 20, 1ULL << 30};
-    static const unsigned long long dur_mults[] = {1, 60, 3600};
+    static const unsigned long long dur_mults[] = {1, 60, 3600, 86400};
     unsigned long long v = 0;
 
     switch (o->type) {
@@ -522,10 +554,10 @@ static int store_value(parser_t *p, unsigned line, const opt_t *o, void *base, c
         }
         break;
     case OPT_DURATION:
-        if (!parse_scaled(items[0], "smh", dur_mults, &v)) {
+        if (!parse_scaled(items[0], "smhd", dur_mults, &v)) {
             fail(p, line,
                  "invalid duration '%.64s' for '%s' (use a number of seconds with an optional "
-                 "s, m or h suffix)",
+                 "s, m, h or d suffix)",
                  items[0], o->name);
             return -1;
         }
@@ -548,6 +580,10 @@ static int store_value(parser_t *p, unsigned line, const opt_t *o, void *base, c
                 }
             }
         }
+        free_list(*(char ***)field);
+        *(char ***)field = copy_list(items, n);
+        return 0;
+    case OPT_LIST:
         free_list(*(char ***)field);
         *(char ***)field = copy_list(items, n);
         return 0;
@@ -585,7 +621,7 @@ static int set_option(parser_t *p, unsigned line, const opt_t *o, void *base, ch
         commas += *c == ',';
     char **items = tern_xcalloc(commas + 1, sizeof(*items));
     size_t n;
-    bool is_list = o->type == OPT_ADDRESSES || o->type == OPT_NAMES;
+    bool is_list = o->type == OPT_ADDRESSES || o->type == OPT_NAMES || o->type == OPT_LIST;
     int rc = split_value(p, line, text, is_list, items, &n);
     if (rc == 0)
         rc = store_value(p, line, o, base, items, n);
@@ -958,6 +994,7 @@ void config_free(config_t *cfg)
         free(cfg->hosts[i].domain);
         free(cfg->hosts[i].certificate);
         free(cfg->hosts[i].key);
+        free_list(cfg->hosts[i].contact_addresses);
     }
     free(cfg->hosts);
     free(cfg);

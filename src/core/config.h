@@ -25,8 +25,16 @@ typedef struct config_host {
     char *key;         /* PEM path; default <data_dir>/certs/<domain>.key */
     bool registration; /* XEP-0077 in-band registration; default off */
     /* in-band registrations allowed per source address per window; 0 = no limit */
-    unsigned registration_limit;  /* default 3 */
-    unsigned registration_window; /* seconds, default 3600 */
+    unsigned registration_limit;   /* default 3 */
+    unsigned registration_window;  /* seconds, default 3600 */
+    unsigned max_roster_items;     /* default 1000 */
+    unsigned offline_max_messages; /* per user; 0 = no offline storage; default 1000 */
+    size_t vcard_max_size;         /* bytes; default 64K */
+    size_t private_max_size;       /* bytes per element; default 64K */
+    unsigned blocklist_max_items;  /* default 1000 */
+    unsigned mam_retention;        /* seconds; 0 = forever; default 30 days */
+    unsigned mam_max_page;         /* default 250 */
+    char **contact_addresses;      /* "type=uri" items (XEP-0157); default none */
 } config_host_t;
 
 typedef struct config {
@@ -54,6 +62,8 @@ typedef struct config {
     unsigned workers;                /* event loop threads; 0 (default) = one per core */
     bool hide_version;               /* XEP-0092 answers service-unavailable; default no */
     bool version_show_os;            /* XEP-0092 includes <os/>; default no */
+    unsigned sm_resume_timeout;      /* XEP-0198 seconds; 0 = no resumption; default 300 */
+    unsigned sm_max_unacked;         /* default 1000 */
     char **disabled_modules;         /* default none */
 
     /* [host NAME] sections, in file order */

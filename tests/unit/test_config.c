@@ -387,13 +387,15 @@ static void test_errors_values(void **state)
                  "t.conf:1: max_stanza_size must be between 1K and 64M (got 1023)");
     expect_error("max_stanza_size = 65M\n",
                  "t.conf:1: max_stanza_size must be between 1K and 64M (got 65M)");
-    expect_error("idle_timeout = 5d\n",
-                 "t.conf:1: invalid duration '5d' for 'idle_timeout' (use a number of seconds "
-                 "with an optional s, m or h suffix)");
-    expect_error("idle_timeout = 0\n",
-                 "t.conf:1: idle_timeout must be between 1s and 168h (got 0)");
+    expect_error("idle_timeout = 5w\n",
+                 "t.conf:1: invalid duration '5w' for 'idle_timeout' (use a number of seconds "
+                 "with an optional s, m, h or d suffix)");
+    /* days are a duration unit, bounded by each option's range */
+    expect_error("idle_timeout = 8d\n",
+                 "t.conf:1: idle_timeout must be between 1s and 7d (got 8d)");
+    expect_error("idle_timeout = 0\n", "t.conf:1: idle_timeout must be between 1s and 7d (got 0)");
     expect_error("[host a]\nregistration_window = 169h\n",
-                 "t.conf:2: registration_window must be between 1s and 168h (got 169h)");
+                 "t.conf:2: registration_window must be between 1s and 7d (got 169h)");
     expect_error("sasl_iterations = 999\n",
                  "t.conf:1: sasl_iterations must be between 1000 and 10000000; RFC 7677 "
                  "recommends at least 4096 (got 999)");
