@@ -175,8 +175,14 @@ void tern_session_send(tern_session_t *s, const xml_stanza_t *st);
 void tern_session_close(tern_session_t *s, const char *stream_error);
 
 /* ---- stanzas ---- */
-/* Routes st (borrowed) as coming from its 'from'. */
+/* Routes st (borrowed) as coming from its 'from'. st must not be changed
+ * afterwards: it may be waiting in another worker's inbox. */
 void tern_route(tern_server_t *srv, xml_stanza_t *st);
+/* Answers st (borrowed) with an error from its recipient to its sender
+ * (never for an error or iq result): condition is a RFC 6120 §8.3.3 name,
+ * type "cancel", "modify", "auth" or "wait"; text may be NULL. */
+void tern_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                 const char *condition, const char *text);
 /* Sends a reply to iq: result built by the caller (type/id/from/to are set
  * here). reply may be NULL for an empty result. Replies go to the session
  * when the iq came from a stream before authentication. */

@@ -15,10 +15,13 @@
 #include "common.h"
 #include "log.h"
 
-extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register;
+extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register,
+    mod_roster, mod_offline;
 
+/* Load order is also the order of disco features and of equal-priority
+ * hooks; hook order that matters is set by priority. */
 static const tern_module_def_t *const builtin_modules[] = {
-    &mod_disco, &mod_ping, &mod_version, &mod_time, &mod_register,
+    &mod_disco, &mod_ping, &mod_version, &mod_time, &mod_register, &mod_roster, &mod_offline,
 };
 
 struct tern_module {

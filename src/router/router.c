@@ -410,3 +410,9 @@ void tern_route(tern_server_t *srv, xml_stanza_t *st)
     jid_clear(&tj);
     jid_clear(&fj);
 }
+
+void tern_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                 const char *condition, const char *text)
+{
+    router_bounce(srv, st, type, condition, text);
+}

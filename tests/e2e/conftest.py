@@ -237,6 +237,18 @@ class TernServer:
             self._log_file = None
         return rc
 
+    def crash(self):
+        """SIGKILL, as a power cut would, for durability tests. The server
+        can be start()ed again on the same data_dir."""
+        self.proc.kill()
+        self.proc.wait()
+        self.shutdown_status = self.proc.returncode
+        if self in ACTIVE_SERVERS:
+            ACTIVE_SERVERS.remove(self)
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+
     def stop(self):
         """SIGTERM, wait, kill; returns a list of problems (empty = clean)."""
         problems = []

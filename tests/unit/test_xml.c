@@ -1467,8 +1467,8 @@ static void test_parse_element(void **state)
     assert_non_null(xml_node_child(root, "x", "urn:other"));
     xml_stanza_unref(st);
 
-    const char *bad[] = {"", "text", "<a/><b/>", "<a>", "<a></b>", "<!DOCTYPE a><a/>",
-                         "<a>&ent;</a>", "</s><x/>"};
+    const char *bad[] = {
+        "", "text", "<a/><b/>", "<a>", "<a></b>", "<!DOCTYPE a><a/>", "<a>&ent;</a>", "</s><x/>"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_null(xml_parse_element(bad[i], strlen(bad[i]), "jabber:client", 4096));
     /* over the limit */
