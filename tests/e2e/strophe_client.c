@@ -5,6 +5,11 @@
  *
  *   strophe_client JID PASSWORD HOST PORT TO BODY [--direct-tls] [--timeout SEC]
  *
+ * With TO = --inbox and BODY = N it instead fetches its roster (printing
+ * "ROSTER jid subscription" per item), sends initial presence and prints
+ * "MSG body" for each of the first N messages it receives (offline
+ * messages arrive this way), then exits.
+ *
  * Exit status: 0 reply received; 1 usage; 2 connection/login failed;
  * 3 error reply; 4 timeout; 5 stream not encrypted.
  * Certificate verification is off (the test server's certificates are
@@ -20,7 +25,59 @@ typedef struct {
     const char *body;
     int rc;
     int got_reply;
+    int inbox;       /* --inbox mode */
+    long want, seen; /* messages to wait for, received */
+    int roster_done;
 } state_t;
+
+static void finish_inbox(xmpp_conn_t *conn, state_t *st)
+{
+    if (st->roster_done && st->seen >= st->want) {
+        st->got_reply = 1;
+        st->rc = 0;
+        xmpp_disconnect(conn);
+    }
+}
+
+static int on_roster(xmpp_conn_t *conn, xmpp_stanza_t *stanza, void *userdata)
+{
+    state_t *st = userdata;
+    const char *type = xmpp_stanza_get_type(stanza);
+    if (!type || strcmp(type, "result") != 0) {
+        fprintf(stderr, "strophe_client: roster request failed\n");
+        st->rc = 3;
+        xmpp_disconnect(conn);
+        return 0;
+    }
+    xmpp_stanza_t *query = xmpp_stanza_get_child_by_name(stanza, "query");
+    for (xmpp_stanza_t *it = query ? xmpp_stanza_get_children(query) : NULL; it;
+         it = xmpp_stanza_get_next(it)) {
+        const char *name = xmpp_stanza_get_name(it);
+        if (!name || strcmp(name, "item") != 0)
+            continue;
+        const char *jid = xmpp_stanza_get_attribute(it, "jid");
+        const char *sub = xmpp_stanza_get_attribute(it, "subscription");
+        printf("ROSTER %s %s\n", jid ? jid : "?", sub ? sub : "?");
+    }
+    fflush(stdout);
+    st->roster_done = 1;
+    finish_inbox(conn, st);
+    return 0;
+}
+
+static int on_inbox_message(xmpp_conn_t *conn, xmpp_stanza_t *stanza, void *userdata)
+{
+    state_t *st = userdata;
+    char *body = xmpp_message_get_body(stanza);
+    if (!body)
+        return 1;
+    printf("MSG %s\n", body);
+    fflush(stdout);
+    xmpp_free(xmpp_conn_get_context(conn), body);
+    st->seen++;
+    finish_inbox(conn, st);
+    return 1;
+}
 
 static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *stanza, void *userdata)
 {
@@ -71,6 +128,22 @@ static void on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
             return;
         }
         fprintf(stderr, "strophe_client: bound as %s\n", xmpp_conn_get_bound_jid(conn));
+        if (st->inbox) {
+            xmpp_handler_add(conn, on_inbox_message, NULL, "message", NULL, st);
+            xmpp_id_handler_add(conn, on_roster, "roster1", st);
+            xmpp_stanza_t *iq = xmpp_iq_new(ctx, "get", "roster1");
+            xmpp_stanza_t *query = xmpp_stanza_new(ctx);
+            xmpp_stanza_set_name(query, "query");
+            xmpp_stanza_set_ns(query, "jabber:iq:roster");
+            xmpp_stanza_add_child(iq, query);
+            xmpp_stanza_release(query);
+            xmpp_send(conn, iq);
+            xmpp_stanza_release(iq);
+            xmpp_stanza_t *pres = xmpp_presence_new(ctx);
+            xmpp_send(conn, pres);
+            xmpp_stanza_release(pres);
+            return;
+        }
         xmpp_handler_add(conn, on_message, NULL, "message", NULL, st);
         xmpp_stanza_t *msg = xmpp_message_new(ctx, "chat", st->to, "strophe-1");
         xmpp_message_set_body(msg, st->body);
@@ -107,6 +180,10 @@ int main(int argc, char **argv)
         }
     }
     state_t st = {.to = argv[5], .body = argv[6], .rc = 0, .got_reply = 0};
+    if (strcmp(argv[5], "--inbox") == 0) {
+        st.inbox = 1;
+        st.want = strtol(argv[6], NULL, 10);
+    }
 
     xmpp_initialize();
     xmpp_log_t *log = NULL;
