@@ -74,6 +74,8 @@ enum {
     ACT_REPLY_UNSUBSCRIBED = 1 << 5, /* no such account, or no subscription */
     ACT_ROUTE_UNSUBSCRIBE = 1 << 6,  /* roster remove: cancel both directions */
     ACT_ROUTE_UNSUBSCRIBED = 1 << 7,
+    ACT_ACK_UNAVAILABLE = 1 << 8, /* a request was queued: the requester learns
+                                     the contact is (as far as it may know) offline */
 };
 
 typedef struct {
@@ -526,7 +528,7 @@ static int run_in_sub(const storage_driver_t *drv, storage_db_t *db, op_t *op)
                 xml = xml_node_to_string(xml_stanza_root(op->st), NS_CLIENT, &len);
             if (xml && len <= MAX_PENDING_BYTES) {
                 rc = drv->kv_put(db, op->host, op->user, PENDING_STORE, op->contact, xml, len);
-                op->actions |= ACT_DELIVER;
+                op->actions |= ACT_DELIVER | ACT_ACK_UNAVAILABLE;
             } else if (rc == 0) {
                 log_info(TAG, "%s: subscription request from %s dropped (too many or too big)",
                          op->bare, op->contact);
@@ -837,13 +839,13 @@ static void op_done(void *arg, int result)
         op_free(op);
         return;
     }
-    if (op->push)
-        push_change(op);
     switch (op->kind) {
     case OP_GET:
         reply_get(op);
         break;
     case OP_SET:
+        /* The requester hears the result before the push, as clients
+         * (and Prosody's conformance scripts) expect. */
         if (op->error)
             tern_iq_saved_error(op->iq, op->error_type, op->error, NULL);
         else
@@ -859,6 +861,8 @@ static void op_done(void *arg, int result)
     default:
         break;
     }
+    if (op->push)
+        push_change(op);
     tern_server_t *srv = op->r->srv;
     if (op->actions & ACT_ROUTE)
         route_from_bare(op);
@@ -866,6 +870,8 @@ static void op_done(void *arg, int result)
         deliver_to_resources(op);
     if (op->actions & ACT_AUTO_SUBSCRIBED)
         route_presence(srv, op->bare, op->contact, "subscribed");
+    if (op->actions & ACT_ACK_UNAVAILABLE)
+        route_presence(srv, op->bare, op->contact, "unavailable");
     if (op->actions & ACT_REPLY_UNSUBSCRIBED)
         route_presence(srv, op->bare, op->contact, "unsubscribed");
     if (op->actions & ACT_ROUTE_UNSUBSCRIBE)

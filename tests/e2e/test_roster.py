@@ -212,7 +212,7 @@ def test_unsubscribe_and_cancel(srv):
     expect_presence(b, "alice@localhost/a", "unavailable")
     # no presence flows any more
     a.send_presence(extra="<status>again</status>")
-    no_stanza(b, lambda e: e.tag == q(NS_CLIENT, "presence") and
+    no_stanza(b, lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("type") is None and
               e.get("from", "").startswith("alice@"))
     a.close()
     b.close()
