@@ -15,13 +15,14 @@
 #include "common.h"
 #include "log.h"
 
-extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register,
-    mod_roster, mod_offline;
+extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register, mod_roster,
+    mod_offline, mod_vcard, mod_private, mod_last;
 
 /* Load order is also the order of disco features and of equal-priority
  * hooks; hook order that matters is set by priority. */
 static const tern_module_def_t *const builtin_modules[] = {
-    &mod_disco, &mod_ping, &mod_version, &mod_time, &mod_register, &mod_roster, &mod_offline,
+    &mod_disco,  &mod_ping,    &mod_version, &mod_time,    &mod_register,
+    &mod_roster, &mod_offline, &mod_vcard,   &mod_private, &mod_last,
 };
 
 struct tern_module {
