@@ -385,7 +385,9 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
     case KIND_MESSAGE:
         if (type && strcmp(type, "groupchat") == 0) {
             router_bounce(srv, st, "cancel", "service-unavailable", NULL);
-        } else if (!type || strcmp(type, "error") != 0) {
+        } else if (!type || (strcmp(type, "error") != 0 && strcmp(type, "headline") != 0)) {
+            /* chat and normal fall back to the bare JID; a headline for a
+             * resource that is gone is dropped (§8.5.3.2.1). */
             jid_t bare = {0};
             if (jid_from_parts(to->local, to->domain, NULL, &bare) == 0)
                 route_bare(srv, host, st, kind, from, &bare, origin);

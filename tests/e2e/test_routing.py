@@ -136,6 +136,24 @@ def test_message_to_offline_resource_goes_to_bare_jid(server):
     slix.run(main())
 
 
+def test_headline_to_offline_resource_is_dropped(server):
+    """RFC 6121 §8.5.3.2.1: a headline for a resource that is gone is
+    silently ignored, not redirected; the chat sent after it shows the
+    headline did not come first."""
+    async def main():
+        a = await login(server, "alice@localhost/desk")
+        b = await login(server, "bob@localhost/online")
+        try:
+            await available(b)
+            a.send_message(mto="bob@localhost/gone", mbody="news", mtype="headline")
+            a.send_message(mto="bob@localhost/gone", mbody="after", mtype="chat")
+            got = await b.next_message()
+            assert got["body"] == "after"
+        finally:
+            await close_all(a, b)
+    slix.run(main())
+
+
 def test_message_body_escaping_round_trip(server):
     body = "h\u00e9llo <b>&amp; \"quotes\" 'apos' \U0001F600 ]]> \u2603"
     async def main():
