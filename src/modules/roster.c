@@ -28,6 +28,7 @@
 
 #include "../core/common.h"
 #include "../core/config.h"
+#include "../core/hashmap.h"
 #include "../core/log.h"
 #include "../storage/storage.h"
 #include "../xml/ns.h"
@@ -50,6 +51,8 @@ typedef struct {
     tern_server_t *srv;
     int slot; /* per session: non-NULL once it asked for the roster */
     uint64_t push_seq;
+    hashmap_t cache; /* bare JID -> rcache_t, accounts online on this worker */
+    uint64_t next_gen;
 } roster_t;
 
 typedef struct {
@@ -62,7 +65,26 @@ typedef struct {
     bool approved;
 } ritem_t;
 
-typedef enum { OP_GET, OP_SET, OP_OUT_SUB, OP_IN_SUB, OP_BROADCAST, OP_PROBE } op_kind_t;
+/* The rosters of the accounts with a session on this worker, so that
+ * presence broadcast and probes (a login with 100 contacts causes 100 of
+ * each) are answered from memory instead of 200 storage round trips.
+ *
+ * The cache only ever holds committed state: it is filled by a load job
+ * and changed by the completions of write jobs, which run in FIFO order.
+ * A reader that finds writes of the account still in flight (pending > 0)
+ * does not use it and takes the storage path, which is ordered behind
+ * those writes. gen tells a completion whether the entry it counted on is
+ * still the one in the map (an account may log out and in meanwhile). */
+typedef struct {
+    char *bare;
+    hashmap_t items; /* contact bare JID -> ritem_t */
+    unsigned sessions;
+    unsigned pending;
+    uint64_t gen;
+    bool loaded;
+} rcache_t;
+
+typedef enum { OP_GET, OP_SET, OP_OUT_SUB, OP_IN_SUB, OP_BROADCAST, OP_PROBE, OP_LOAD } op_kind_t;
 
 /* What the completion sends once the job is durable. */
 enum {
@@ -110,6 +132,7 @@ typedef struct {
     char **pending; /* OP_BROADCAST at login: stored subscribe stanzas */
     size_t npending;
     bool initial; /* OP_BROADCAST: first available presence of the session */
+    uint64_t gen; /* of the cache entry this write is counted in, or 0 */
 } op_t;
 
 /* ---- items and their storage encoding ---- */
@@ -631,6 +654,13 @@ static int run_op(const storage_driver_t *drv, storage_db_t *db, void *arg)
     case OP_PROBE:
         rc = run_probe(drv, db, op);
         break;
+    case OP_LOAD: {
+        collect_t c = {0};
+        rc = drv->kv_list(db, op->host, op->user, ROSTER_STORE, collect_item, &c);
+        op->items = c.items;
+        op->nitems = c.n;
+        break;
+    }
     }
     if (writes) {
         if (rc == 0)
@@ -829,9 +859,87 @@ static void broadcast_done(op_t *op)
     }
 }
 
+/* ---- the cache ---- */
+
+static void rcache_free(rcache_t *c)
+{
+    size_t it = 0;
+    void *v;
+    while (hashmap_next(&c->items, &it, NULL, &v)) {
+        item_clear(v);
+        free(v);
+    }
+    hashmap_free(&c->items);
+    free(c->bare);
+    free(c);
+}
+
+static void rcache_remove(rcache_t *c, const char *jid)
+{
+    ritem_t *old = hashmap_del(&c->items, jid);
+    if (old) {
+        item_clear(old);
+        free(old);
+    }
+}
+
+/* Replaces (or adds) the committed state of one contact. */
+static void rcache_put(rcache_t *c, const ritem_t *it)
+{
+    /* Removed first: on replace the map would keep the old item's key,
+     * which is freed with it. */
+    rcache_remove(c, it->jid);
+    ritem_t *copy = tern_xmalloc(sizeof(*copy));
+    item_copy(copy, it);
+    hashmap_put(&c->items, copy->jid, copy);
+}
+
+/* The cache entry of an account if readers may trust it now. */
+static rcache_t *rcache_usable(roster_t *r, const char *bare)
+{
+    rcache_t *c = hashmap_get(&r->cache, bare);
+    return c && c->loaded && c->pending == 0 ? c : NULL;
+}
+
+static bool is_write(op_kind_t k)
+{
+    return k == OP_SET || k == OP_OUT_SUB || k == OP_IN_SUB;
+}
+
+/* A finished job's effect on the cache (loop thread, FIFO order). */
+static void rcache_complete(op_t *op, int result)
+{
+    rcache_t *c = hashmap_get(&op->r->cache, op->bare);
+    if (!c || (op->gen && c->gen != op->gen))
+        return;
+    if (op->kind == OP_LOAD) {
+        if (result == 0 && !c->loaded) {
+            for (size_t i = 0; i < op->nitems; i++)
+                rcache_put(c, &op->items[i]);
+            c->loaded = true;
+        }
+        return;
+    }
+    if (op->gen && c->pending)
+        c->pending--;
+    if (result == 0 && op->push && c->loaded) {
+        if (op->push_remove)
+            rcache_remove(c, op->item.jid);
+        else
+            rcache_put(c, &op->item);
+    }
+}
+
 static void op_done(void *arg, int result)
 {
     op_t *op = arg;
+    rcache_complete(op, result);
+    if (op->kind == OP_LOAD) {
+        if (result != 0)
+            log_error(TAG, "%s: cannot load the roster (%d)", op->bare, result);
+        op_free(op);
+        return;
+    }
     if (result != 0) {
         log_error(TAG, "%s: roster storage failed (%d)", op->bare, result);
         if (op->iq)
@@ -899,8 +1007,19 @@ static op_t *op_new(roster_t *r, op_kind_t kind, const jid_t *account)
 
 static void op_submit(op_t *op)
 {
+    if (is_write(op->kind)) {
+        rcache_t *c = hashmap_get(&op->r->cache, op->bare);
+        if (c) {
+            c->pending++;
+            op->gen = c->gen;
+        }
+    } else if (op->kind == OP_LOAD) {
+        rcache_t *c = hashmap_get(&op->r->cache, op->bare);
+        op->gen = c ? c->gen : 0;
+    }
     if (tern_storage_submit(op->r->srv, run_op, op_done, op) != 0) {
         log_error(TAG, "%s: cannot queue roster job", op->bare);
+        rcache_complete(op, TERN_EIO);
         if (op->iq)
             tern_iq_saved_error(op->iq, "wait", "internal-server-error", NULL);
         op_free(op);
@@ -999,6 +1118,60 @@ static bool is_subscription_type(const char *t)
                  strcmp(t, "unsubscribe") == 0 || strcmp(t, "unsubscribed") == 0);
 }
 
+/* Presence from a session of the account to every contact allowed to see
+ * it, from the cache. */
+static void broadcast_cached(roster_t *r, rcache_t *c, const xml_stanza_t *st)
+{
+    size_t it = 0;
+    void *v;
+    while (hashmap_next(&c->items, &it, NULL, &v)) {
+        const ritem_t *item = v;
+        if (!(item->sub & ROSTER_SUB_FROM))
+            continue;
+        xml_stanza_t *copy = xml_stanza_copy(st);
+        xml_node_set_attr(xml_stanza_root(copy), "to", item->jid);
+        tern_route(r->srv, copy);
+        xml_stanza_unref(copy);
+    }
+}
+
+static void on_bound(void *state, tern_session_t *s)
+{
+    roster_t *r = state;
+    const jid_t *jid = tern_session_jid(s);
+    if (!jid || !jid->local)
+        return;
+    char *bare = jid_bare_string(jid);
+    rcache_t *c = hashmap_get(&r->cache, bare);
+    if (c) {
+        c->sessions++;
+        free(bare);
+        return;
+    }
+    c = tern_xcalloc(1, sizeof(*c));
+    c->bare = bare;
+    hashmap_init(&c->items);
+    c->sessions = 1;
+    c->gen = ++r->next_gen;
+    hashmap_put(&r->cache, c->bare, c);
+    op_submit(op_new(r, OP_LOAD, jid));
+}
+
+static void on_closed(void *state, tern_session_t *s)
+{
+    roster_t *r = state;
+    const jid_t *jid = tern_session_jid(s);
+    if (!jid || !jid->local)
+        return;
+    char *bare = jid_bare_string(jid);
+    rcache_t *c = hashmap_get(&r->cache, bare);
+    free(bare);
+    if (c && --c->sessions == 0) {
+        hashmap_del(&r->cache, c->bare);
+        rcache_free(c);
+    }
+}
+
 static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
 {
     roster_t *r = state;
@@ -1014,9 +1187,17 @@ static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
             return TERN_PASS;
         if (type && !available)
             return TERN_PASS; /* never announced: nothing to withdraw */
+        bool initial = !type && !available;
+        char *bare = jid_bare_string(ev->from);
+        rcache_t *c = initial ? NULL : rcache_usable(r, bare);
+        free(bare);
+        if (c) {
+            broadcast_cached(r, c, ev->stanza);
+            return TERN_PASS;
+        }
         op_t *op = op_new(r, OP_BROADCAST, ev->from);
         op->st = xml_stanza_copy(ev->stanza);
-        op->initial = !type && !available;
+        op->initial = initial;
         if (op->initial && ev->session)
             op->session = tern_session_ref(ev->session);
         op_submit(op);
@@ -1065,6 +1246,16 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
     if (probe) {
         /* Answers go where the probe came from (a bare JID from servers,
          * a full JID from a client that probes itself). */
+        rcache_t *c = rcache_usable(r, op->bare);
+        if (c) {
+            const ritem_t *it = hashmap_get(&c->items, op->contact);
+            free(op->contact);
+            op->contact = jid_to_string(ev->from);
+            op->actions =
+                it && (it->sub & ROSTER_SUB_FROM) ? ACT_SEND_PRESENCE : ACT_REPLY_UNSUBSCRIBED;
+            op_done(op, 0); /* what the job would have decided, from memory */
+            return TERN_HANDLED;
+        }
         free(op->contact);
         op->contact = jid_to_string(ev->from);
     } else {
@@ -1094,6 +1285,9 @@ static void *roster_init(tern_module_t *m)
     r->host = tern_module_host(m);
     r->srv = tern_host_server(r->host);
     r->slot = tern_module_session_slot(m);
+    hashmap_init(&r->cache);
+    tern_register_session_bound(m, on_bound);
+    tern_register_session_closed(m, on_closed);
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_ROSTER, "query", on_roster);
     tern_register_hook(m, TERN_HOOK_OUTBOUND, 0, on_outbound);
     tern_register_hook(m, TERN_HOOK_INBOUND, 0, on_inbound);
@@ -1103,7 +1297,13 @@ static void *roster_init(tern_module_t *m)
 
 static void roster_fini(void *state)
 {
-    free(state);
+    roster_t *r = state;
+    size_t it = 0;
+    void *v;
+    while (hashmap_next(&r->cache, &it, NULL, &v))
+        rcache_free(v);
+    hashmap_free(&r->cache);
+    free(r);
 }
 
 const tern_module_def_t mod_roster = {"roster", TERN_MODULE_API_VERSION, roster_init, roster_fini};
