@@ -58,6 +58,13 @@ typedef struct stanza_hook {
     struct stanza_hook *next;
 } stanza_hook_t;
 
+typedef struct nonza_handler {
+    char *ns, *name;
+    tern_nonza_cb cb;
+    module_inst_t *inst;
+    struct nonza_handler *next;
+} nonza_handler_t;
+
 typedef struct disco_entry {
     tern_scope_t scope;
     char *category, *type, *name; /* identity when category != NULL */
@@ -79,6 +86,7 @@ struct tern_host {
     module_inst_t *modules;
     host_hook_t *feature_hooks, *bound_hooks, *closed_hooks;
     stanza_hook_t *stanza_hooks[TERN_HOOK_COUNT]; /* by priority, highest first */
+    nonza_handler_t *nonzas;                      /* in registration order */
     int nslots;                                   /* per-session module slots */
     disco_entry_t *disco;
     hashmap_t users;    /* bare JID -> sm_user_t */
@@ -191,5 +199,10 @@ void router_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
 /* Builds the error reply without routing it; NULL for type='error'. */
 xml_stanza_t *stanza_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
                                  const char *text);
+
+/* ---- modules.c: nonzas ---- */
+/* Runs every module handler registered for el's (namespace, name) on an
+ * authenticated stream; TERN_PASS when none handled it. */
+tern_handled_t modules_dispatch_nonza(tern_host_t *host, struct tern_session *s, xml_node_t *el);
 
 #endif

@@ -169,6 +169,13 @@ const xml_stanza_t *tern_session_presence(const tern_session_t *s);
  * the next; NULL at the end. bare is "local@domain". */
 tern_session_t *tern_user_sessions(tern_host_t *h, const char *bare);
 tern_session_t *tern_session_next_resource(const tern_session_t *s);
+/* Whether the person behind a session would not see a stanza written to
+ * it now: its connection is gone while stream management waits for the
+ * client to resume, or the client said it is inactive (XEP-0352). Push
+ * notifications wake such clients. */
+bool tern_session_needs_wakeup(const tern_session_t *s);
+/* Set by the CSI module from the client's <active/> and <inactive/>. */
+void tern_session_set_inactive(tern_session_t *s, bool inactive);
 /* Writes st (borrowed) on the session's stream; no-op if closed. */
 void tern_session_send(tern_session_t *s, const xml_stanza_t *st);
 /* Closes the stream, with a stream error condition or NULL. */
@@ -209,5 +216,16 @@ typedef void (*tern_done_cb)(void *arg, int result);
 int tern_storage_submit(tern_server_t *srv, tern_storage_job job, tern_done_cb done, void *arg);
 /* Runs fn on a CPU worker thread (key derivation), then done on the loop. */
 int tern_cpu_submit(tern_server_t *srv, int (*fn)(void *arg), tern_done_cb done, void *arg);
+
+/* ---- nonzas ----
+ * Top-level elements of a c2s stream that are not stanzas, such as XEP-0352
+ * <active/> and <inactive/>, handled by a module once the stream has
+ * authenticated. el is borrowed for the duration of the call. Several
+ * modules may register the same element: all are called, in registration
+ * order, and it counts as handled if one returns TERN_HANDLED; otherwise
+ * (or with no handler) the stream is closed with unsupported-stanza-type,
+ * as for any unknown element. Registration from init only. */
+typedef tern_handled_t (*tern_nonza_cb)(void *mod_state, tern_session_t *s, xml_node_t *el);
+int tern_register_nonza(tern_module_t *m, const char *ns, const char *name, tern_nonza_cb cb);
 
 #endif

@@ -73,6 +73,7 @@ void tern_session_unref(tern_session_t *s)
 {
     if (--s->refs > 0)
         return;
+    c2s_sm_free(s);
     if (s->tls)
         tls_conn_free(s->tls);
     if (s->parser)
@@ -113,6 +114,10 @@ static void session_end(tern_session_t *s)
         sm_unbind(s);
         s->bound = false;
     }
+    /* Only now, with the session gone from the maps, can what the client
+     * never acknowledged be routed to the account's other resources. */
+    if (s->sm)
+        c2s_sm_session_ended(s);
 }
 
 /* Puts s on its worker's list of connections (the sweep's). */
@@ -173,10 +178,81 @@ static void uncount_ip(tern_session_t *s)
     s->counted_ip = false;
 }
 
+/* The connection of a resumable session is gone (XEP-0198 §5): socket,
+ * TLS and parser go, the session stays bound and available and queues
+ * what it is sent until c2s_take_over or the sweep's expiry. */
+static void on_hibernated(uv_handle_t *h)
+{
+    tern_session_t *s = h->data;
+    /* Outside every callback of the connection now: nothing is inside
+     * the parser or TLS any more. */
+    if (s->tls) {
+        tls_conn_free(s->tls);
+        s->tls = NULL;
+    }
+    if (s->parser) {
+        xml_parser_free(s->parser);
+        s->parser = NULL;
+    }
+    if (s->scram) {
+        scram_server_free(s->scram);
+        s->scram = NULL;
+    }
+    free(s->out);
+    s->out = NULL;
+    s->out_len = s->out_cap = 0;
+    free(s->cork);
+    s->cork = NULL;
+    s->cork_len = s->cork_cap = 0;
+    free(s->held);
+    s->held = NULL;
+    s->held_len = 0;
+    tern_session_unref(s); /* the connection's reference */
+}
+
+static void hibernate(tern_session_t *s)
+{
+    log_info(s->tag, "connection lost: %s waits %us for resumption", s->full,
+             c2s_sm_resume_timeout(s));
+    s->state = C2S_HIBERNATED;
+    s->hibernated_ms = uv_now(s->srv->loop);
+    /* The stanzas in these are in the unacked queue. */
+    s->cork_len = 0;
+    free(s->out);
+    s->out = NULL;
+    s->out_len = s->out_cap = 0;
+    s->paused = false;
+    s->in_close_wait = false;
+    if (s->parser)
+        xml_parser_stop(s->parser);
+    uncount_ip(s);
+    /* The hibernation reference: dropped by hibernation_end or when a
+     * new connection takes the session over. The session stays on the
+     * sweep list, which expires it. */
+    tern_session_ref(s);
+    uv_close((uv_handle_t *)&s->tcp, on_hibernated);
+}
+
+/* A hibernated session that will not be resumed ends like a closed one. */
+static void hibernation_end(tern_session_t *s)
+{
+    if (s->state != C2S_HIBERNATED)
+        return;
+    log_info(s->tag, "%s not resumed: session ended", s->full ? s->full : "session");
+    s->state = C2S_CLOSED;
+    session_end(s);
+    unlink_all(s);
+    tern_session_unref(s); /* the hibernation reference */
+}
+
 static void hard_close(tern_session_t *s)
 {
-    if (s->state == C2S_CLOSED || uv_is_closing((uv_handle_t *)&s->tcp))
+    if (s->state >= C2S_CLOSED || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
+    if (s->state == C2S_OPEN && !s->ending && c2s_sm_resumable(s) && !s->srv->shutting_down) {
+        hibernate(s);
+        return;
+    }
     s->state = C2S_CLOSED;
     s->cork_len = 0;
     session_end(s);
@@ -200,7 +276,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 
 static void begin_shutdown(tern_session_t *s)
 {
-    if (s->state == C2S_CLOSED)
+    if (s->state >= C2S_CLOSED)
         return;
     uv_shutdown_t *req = tern_xmalloc(sizeof(*req));
     req->data = tern_session_ref(s);
@@ -227,7 +303,7 @@ static void on_write(uv_write_t *req, int status)
         if (status != UV_ECANCELED)
             log_debug(s->tag, "write failed: %s", uv_strerror(status));
         hard_close(s);
-    } else if (s->state == C2S_CLOSED) {
+    } else if (s->state >= C2S_CLOSED) {
         /* nothing */
     } else if (s->out_len) {
         start_write(s);
@@ -262,7 +338,7 @@ static void start_write(tern_session_t *s)
 
 static void write_bytes(tern_session_t *s, const char *data, size_t len)
 {
-    if (s->state == C2S_CLOSED || len == 0)
+    if (s->state >= C2S_CLOSED || len == 0)
         return;
     if (!s->writing && s->out_len == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -302,6 +378,10 @@ static void write_bytes(tern_session_t *s, const char *data, size_t len)
 
 size_t c2s_queued_bytes(const tern_session_t *s)
 {
+    /* A hibernated session's socket is gone; what it is sent waits in the
+     * unacked queue, bounded by sm_max_unacked, not by these bytes. */
+    if (s->state == C2S_HIBERNATED)
+        return 0;
     return s->cork_len + s->out_len + s->inflight_len;
 }
 
@@ -314,8 +394,7 @@ static void flush_tls(tern_session_t *s)
 {
     char buf[16384];
     size_t n;
-    while (s->tls && s->state != C2S_CLOSED &&
-           (n = tls_conn_out_read(s->tls, buf, sizeof(buf))) > 0)
+    while (s->tls && s->state < C2S_CLOSED && (n = tls_conn_out_read(s->tls, buf, sizeof(buf))) > 0)
         write_bytes(s, buf, n);
 }
 
@@ -323,7 +402,7 @@ static void flush_tls(tern_session_t *s)
  * the socket (or its queue). */
 static void flush_cork(tern_session_t *s)
 {
-    if (s->cork_len == 0 || s->state == C2S_CLOSED) {
+    if (s->cork_len == 0 || s->state >= C2S_CLOSED) {
         s->cork_len = 0;
         return;
     }
@@ -358,13 +437,33 @@ void c2s_flush_corked(tern_server_t *srv)
         flush_cork(s);
         if (s->migrate_to >= 0)
             try_migrate(s);
+        if (s->sm && c2s_sm_overflowed(s)) {
+            /* XEP-0198 leaves the reaction to the server. A client that
+             * is connected and does not acknowledge is breaking the
+             * stream's rules (policy-violation); a hibernated session
+             * cannot be told anything and simply ends, its queue
+             * re-routed as undeliverable. */
+            if (s->state == C2S_HIBERNATED)
+                hibernation_end(s);
+            else
+                c2s_close(s, "policy-violation", "too many unacknowledged stanzas");
+        }
         tern_session_unref(s);
     }
 }
 
+void c2s_schedule_flush(tern_session_t *s)
+{
+    if (s->corked)
+        return;
+    s->corked = true;
+    s->next_cork = s->srv->cork_list;
+    s->srv->cork_list = tern_session_ref(s);
+}
+
 static void send_raw(tern_session_t *s, const char *data, size_t len)
 {
-    if (s->state == C2S_CLOSED || len == 0)
+    if (s->state >= C2S_CLOSED || len == 0)
         return;
     if (s->cork_cap - s->cork_len < len) {
         size_t cap = s->cork_cap ? s->cork_cap : 1024;
@@ -392,13 +491,20 @@ static void send_str(tern_session_t *s, const char *str)
 
 void c2s_send_stanza(tern_session_t *s, const xml_stanza_t *st)
 {
-    if (s->state != C2S_OPEN)
+    bool hibernated = s->state == C2S_HIBERNATED && s->sm;
+    if (s->state != C2S_OPEN && !hibernated)
         return;
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    if (xml_node_serialize(xml_stanza_root(st), NS_CLIENT, &buf, &len, &cap) == 0)
-        send_raw(s, buf, len);
-    free(buf);
+    if (xml_node_serialize(xml_stanza_root(st), NS_CLIENT, &buf, &len, &cap) != 0) {
+        free(buf);
+        return;
+    }
+    send_raw(s, buf, len); /* no-op while hibernated */
+    if (s->sm)
+        c2s_sm_track(s, buf, len); /* takes buf */
+    else
+        free(buf);
 }
 
 void tern_session_send(tern_session_t *s, const xml_stanza_t *st)
@@ -462,8 +568,22 @@ static void send_header(tern_session_t *s, const char *from_domain, const char *
 /* Closes the stream with an optional RFC 6120 §4.9.3 condition. */
 void c2s_close(tern_session_t *s, const char *cond, const char *text)
 {
+    c2s_close_ext(s, cond, text, NULL);
+}
+
+void c2s_close_ext(tern_session_t *s, const char *cond, const char *text, const char *app_xml)
+{
+    if (s->state == C2S_HIBERNATED) {
+        /* Closing a session without a connection (replaced by a new bind
+         * of its resource, shutdown) ends it. */
+        hibernation_end(s);
+        return;
+    }
     if (s->state >= C2S_CLOSING)
         return;
+    /* The server ends the session: a write failing below must not turn
+     * this into a resumable loss of connection. */
+    s->ending = true;
     if (cond)
         log_info(s->tag, "stream error: %s%s%s", cond, text ? " - " : "", text ? text : "");
     if (!s->header_sent && cond)
@@ -481,6 +601,8 @@ void c2s_close(tern_session_t *s, const char *cond, const char *text)
             append_escaped(&buf, &len, &cap, text);
             append_lit(&buf, &len, &cap, "</text>");
         }
+        if (app_xml)
+            append_lit(&buf, &len, &cap, app_xml);
         append_lit(&buf, &len, &cap, "</stream:error>");
         send_raw(s, buf, len);
         free(buf);
@@ -512,7 +634,9 @@ void tern_session_close(tern_session_t *s, const char *stream_error)
 
 bool tern_session_is_open(const tern_session_t *s)
 {
-    return s->state == C2S_OPEN;
+    /* A hibernated session counts as open: what is sent to it is kept for
+     * its client (XEP-0198), like output queued for a slow reader. */
+    return s->state == C2S_OPEN || s->state == C2S_HIBERNATED;
 }
 
 bool tern_session_is_secure(const tern_session_t *s)
@@ -602,6 +726,7 @@ static void send_features(tern_session_t *s)
         xml_node_add_child(root, "bind", NS_BIND);
         xml_node_t *sess = xml_node_add_child(root, "session", NS_SESSION);
         xml_node_add_child(sess, "optional", NS_SESSION);
+        xml_node_add_child(root, "sm", NS_SM); /* XEP-0198 §2 */
     }
     /* XEP-0478: tell the client the limits it will be held to. */
     xml_node_t *lim = xml_node_add_child(root, "limits", NS_STREAM_LIMITS);
@@ -761,7 +886,11 @@ static void iq_reply_raw(tern_session_t *s, const xml_node_t *iq, const char *pa
         append_lit(&buf, &len, &cap, payload_xml);
     append_lit(&buf, &len, &cap, "</iq>");
     send_raw(s, buf, len);
-    free(buf);
+    /* A stanza like any other for the client's count (XEP-0198 §4). */
+    if (s->sm)
+        c2s_sm_track(s, buf, len);
+    else
+        free(buf);
 }
 
 static void iq_error_raw(tern_session_t *s, const xml_stanza_t *st, const char *type,
@@ -865,9 +994,14 @@ static void on_stanza(void *ud, xml_stanza_t *st)
         handle_starttls(s);
     } else if (strcmp(root->ns, NS_SASL) == 0) {
         c2s_handle_sasl(s, root);
+    } else if (strcmp(root->ns, NS_SM) == 0) {
+        c2s_sm_handle(s, root);
     } else if (strcmp(root->ns, NS_CLIENT) != 0 || !is_stanza_name(root->name)) {
-        log_debug(s->tag, "unexpected element {%s}%s", root->ns, root->name);
-        c2s_close(s, "unsupported-stanza-type", NULL);
+        /* Nonzas of modules (XEP-0352 CSI...) on an authenticated stream. */
+        if (!s->authenticated || modules_dispatch_nonza(s->host, s, root) != TERN_HANDLED) {
+            log_debug(s->tag, "unexpected element {%s}%s", root->ns, root->name);
+            c2s_close(s, "unsupported-stanza-type", NULL);
+        }
     } else if (!s->authenticated) {
         if (strcmp(root->name, "iq") == 0)
             dispatch_preauth_iq(s, st);
@@ -891,6 +1025,10 @@ static void on_stanza(void *ud, xml_stanza_t *st)
             iq_error_raw(s, st, "cancel", "not-allowed");
         else
             dispatch_bound(s, st);
+        /* XEP-0198 §4: every stanza the server has processed counts,
+         * whatever became of it. */
+        if (s->sm)
+            c2s_sm_count_inbound(s);
     }
     xml_stanza_unref(st);
 }
@@ -979,7 +1117,12 @@ static void drain_tls(tern_session_t *s)
             return;
         }
         if (st == TLS_CLOSED) {
-            c2s_close(s, NULL, NULL);
+            /* close_notify without </stream:stream> is a lost connection
+             * for XEP-0198: only the stream's end means goodbye. */
+            if (c2s_sm_resumable(s))
+                hard_close(s);
+            else
+                c2s_close(s, NULL, NULL);
             return;
         }
         if (n == 0)
@@ -990,7 +1133,7 @@ static void drain_tls(tern_session_t *s)
 
 void c2s_session_pause(tern_session_t *s)
 {
-    if (s->paused)
+    if (s->paused || !s->parser || s->state == C2S_HIBERNATED)
         return;
     s->paused = true;
     s->pending_action = ACT_PAUSE;
@@ -1299,14 +1442,34 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
                 hard_close(s);
             continue;
         }
+        if (s->state == C2S_HIBERNATED) {
+            /* Ending it may route stanzas, never free other sessions on
+             * this list: they are closed, not unlinked, by routing. */
+            if (srv->shutting_down ||
+                now - s->hibernated_ms >= (uint64_t)c2s_sm_resume_timeout(s) * 1000)
+                hibernation_end(s);
+            continue;
+        }
         if (s->state != C2S_OPEN)
             continue;
-        if (!s->bound && now - s->opened_ms > (uint64_t)cfg->handshake_timeout * 1000)
+        if (s->sm)
+            c2s_sm_sweep(s);
+        if (!s->bound && now - s->opened_ms > (uint64_t)cfg->handshake_timeout * 1000) {
             c2s_close(s, "connection-timeout", "authentication took too long");
-        else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000)
-            c2s_close(s, "connection-timeout", NULL);
-        else if (!s->paused && !s->parser_idle && now - s->last_rx_ms >= 2000 &&
-                 xml_parser_hibernate(s->parser)) {
+        } else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000) {
+            if (c2s_sm_resumable(s)) {
+                /* XEP-0198 §5: an idle timeout is a lost connection, not
+                 * the end of the session. The error is said best-effort;
+                 * the socket goes at once. */
+                send_str(s, "<stream:error><connection-timeout xmlns='" NS_STREAMS
+                            "'/></stream:error></stream:stream>");
+                flush_cork(s);
+                hard_close(s);
+            } else {
+                c2s_close(s, "connection-timeout", NULL);
+            }
+        } else if (!s->paused && !s->parser_idle && now - s->last_rx_ms >= 2000 &&
+                   xml_parser_hibernate(s->parser)) {
             /* Quiet for a while: give expat's ~12 KB back until the next
              * byte arrives (most connections are idle most of the time). */
             s->parser_idle = true;
@@ -1334,5 +1497,63 @@ void c2s_shutdown_all(tern_server_t *srv)
         n = s->next_all;
         if (s->state == C2S_OPEN)
             c2s_close(s, "system-shutdown", NULL);
+    }
+    /* After the open ones: their re-routed messages then find no live
+     * resource and go where undeliverable messages go. */
+    for (tern_session_t *s = srv->all_sessions, *n; s; s = n) {
+        n = s->next_all;
+        if (s->state == C2S_HIBERNATED)
+            hibernation_end(s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* stream resumption (XEP-0198 §5)                                      */
+
+void c2s_take_over(tern_session_t *n, tern_session_t *o)
+{
+    tern_host_t *host = o->host;
+    /* Identity: the strings move, so the maps' borrowed keys stay valid. */
+    n->jid = o->jid;
+    memset(&o->jid, 0, sizeof(o->jid));
+    n->full = o->full;
+    n->bare = o->bare;
+    o->full = o->bare = NULL;
+    hashmap_put(&host->sessions, n->full, n);
+    sm_user_t *u = sm_find_user(host, n->bare);
+    for (tern_session_t **pp = u ? &u->sessions : NULL; pp && *pp; pp = &(*pp)->next_resource) {
+        if (*pp == o) {
+            n->next_resource = o->next_resource;
+            *pp = n;
+            o->next_resource = NULL;
+            break;
+        }
+    }
+    n->priority = o->priority;
+    n->available = o->available;
+    n->presence = o->presence;
+    n->directed = o->directed;
+    o->presence = NULL;
+    o->directed = NULL;
+    o->available = false;
+    /* Module data follows the session; whatever n had (nothing before
+     * binding, in practice) is released with o. */
+    void **slots = n->slots;
+    n->slots = o->slots;
+    o->slots = slots;
+    n->sm = o->sm;
+    o->sm = NULL;
+    n->bound = true;
+    o->bound = false;
+    log_info(n->tag, "resumed %s (was %s)", n->full, o->tag);
+    if (o->state == C2S_HIBERNATED) {
+        o->state = C2S_CLOSED;
+        unlink_all(o);
+        tern_session_unref(o); /* the hibernation reference */
+    } else {
+        /* Prosody and ejabberd do the same: the old connection, maybe a
+         * half-open one the client already gave up on, is closed; the
+         * session itself lives on here. */
+        c2s_close(o, "conflict", "session resumed on another connection");
     }
 }

@@ -20,7 +20,14 @@ typedef enum {
     C2S_OPEN,            /* features sent, negotiating or bound */
     C2S_CLOSING,         /* stream closed by us; flushing */
     C2S_CLOSED,          /* socket closed or closing */
+    /* XEP-0198: the connection is gone but the session stays bound and
+     * available, queueing what it is sent, until the client resumes it on
+     * a new connection or the resumption timeout ends it (stream_mgmt.c).
+     * Socket, TLS and parser are released. */
+    C2S_HIBERNATED,
 } c2s_state_t;
+
+typedef struct sm_state sm_state_t;
 
 typedef struct directed_presence {
     char *jid;
@@ -45,10 +52,12 @@ struct tern_session {
     bool paused;    /* waiting on async work; input held */
     bool writing;   /* a uv_write is in flight */
     bool counted_ip;
-    bool in_close_wait; /* socket shutdown requested after flush */
-    bool auth_busy;     /* a SASL step waits on storage or a worker */
-    bool parser_idle;   /* parser hibernated since the last read */
-    int pending_action; /* what a parser callback asked for (c2s.c) */
+    bool in_close_wait;   /* socket shutdown requested after flush */
+    bool auth_busy;       /* a SASL step waits on storage or a worker */
+    bool parser_idle;     /* parser hibernated since the last read */
+    bool ending;          /* c2s_close under way: a lost write does not hibernate */
+    bool client_inactive; /* XEP-0352 <inactive/> (tern_session_set_inactive) */
+    int pending_action;   /* what a parser callback asked for (c2s.c) */
 
     tls_conn_t *tls;
     xml_parser_t *parser;
@@ -104,6 +113,12 @@ struct tern_session {
     void **slots;                       /* per-module data (tern_session_get), host->nslots long */
     struct tern_session *next_resource; /* within sm_user_t */
     struct tern_session *next_all, *prev_all; /* srv->all_sessions */
+
+    /* XEP-0198 state once the client enabled stream management (owned,
+     * stream_mgmt.c); it follows the session when another connection
+     * resumes it. */
+    sm_state_t *sm;
+    uint64_t hibernated_ms; /* when the connection was lost (C2S_HIBERNATED) */
 };
 
 /* Holds input while asynchronous work for this stream runs (key
@@ -137,5 +152,41 @@ void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd);
 
 /* auth.c */
 void c2s_handle_sasl(tern_session_t *s, xml_node_t *el);
+
+/* c2s_close with an application-specific condition element (serialised
+ * XML, or NULL) after the defined one (RFC 6120 §4.9.4). */
+void c2s_close_ext(tern_session_t *s, const char *cond, const char *text, const char *app_xml);
+/* XEP-0198 §5: connection n, authenticated as o's account and not bound,
+ * takes over o's bound session: identity, presence, module data and the
+ * stream management state move to n, which becomes bound in o's place;
+ * o's connection (if it still has one) is closed with a conflict error. */
+void c2s_take_over(tern_session_t *n, tern_session_t *o);
+/* Makes sure c2s_flush_corked visits s at the end of this loop iteration
+ * (where it may be closed safely, outside any routing loop). */
+void c2s_schedule_flush(tern_session_t *s);
+
+/* ---- stream_mgmt.c: XEP-0198 Stream Management ---- */
+/* A top-level element in urn:xmpp:sm:3 (enable, resume, r, a). */
+void c2s_sm_handle(tern_session_t *s, xml_node_t *el);
+/* A stanza from the client has been handled (counts toward our h). */
+void c2s_sm_count_inbound(tern_session_t *s);
+/* Takes buf (malloc'd, one serialised stanza sent to s) into the unacked
+ * queue of a session with stream management enabled. */
+void c2s_sm_track(tern_session_t *s, char *buf, size_t len);
+/* Enabled with resumption: a lost connection hibernates the session. */
+bool c2s_sm_resumable(const tern_session_t *s);
+/* Seconds a hibernated session waits for its client. */
+unsigned c2s_sm_resume_timeout(const tern_session_t *s);
+/* The unacked queue went past sm_max_unacked: the session must end. */
+bool c2s_sm_overflowed(const tern_session_t *s);
+/* Called every second for an open session: asks for an ack when some
+ * are due and none is outstanding. */
+void c2s_sm_sweep(tern_session_t *s);
+/* After the session left the session manager for good: what the client
+ * never acknowledged is treated as undeliverable (re-routed or bounced),
+ * then the state is freed. */
+void c2s_sm_session_ended(tern_session_t *s);
+/* Frees the state without re-routing (last reference gone). */
+void c2s_sm_free(tern_session_t *s);
 
 #endif

@@ -16,13 +16,13 @@
 #include "log.h"
 
 extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register, mod_roster,
-    mod_offline, mod_vcard, mod_private, mod_last;
+    mod_offline, mod_vcard, mod_private, mod_last, mod_csi, mod_push;
 
 /* Load order is also the order of disco features and of equal-priority
  * hooks; hook order that matters is set by priority. */
 static const tern_module_def_t *const builtin_modules[] = {
-    &mod_disco,  &mod_ping,    &mod_version, &mod_time,    &mod_register,
-    &mod_roster, &mod_offline, &mod_vcard,   &mod_private, &mod_last,
+    &mod_disco,   &mod_ping,  &mod_version, &mod_time, &mod_register, &mod_roster,
+    &mod_offline, &mod_vcard, &mod_private, &mod_last, &mod_csi,      &mod_push,
 };
 
 struct tern_module {
@@ -101,6 +101,13 @@ void modules_fini_host(tern_host_t *host)
         }
         host->stanza_hooks[i] = NULL;
     }
+    for (nonza_handler_t *h = host->nonzas, *n; h; h = n) {
+        n = h->next;
+        free(h->ns);
+        free(h->name);
+        free(h);
+    }
+    host->nonzas = NULL;
     free_hooks(host->feature_hooks);
     free_hooks(host->bound_hooks);
     free_hooks(host->closed_hooks);
@@ -306,4 +313,35 @@ void *tern_module_primary_state(const tern_host_t *h, const tern_module_def_t *d
         if (m->def == def)
             return m->state;
     return NULL;
+}
+
+/* ---- nonzas ----
+ * Top-level non-stanza elements (XEP-0352's <active/>, <inactive/>...).
+ * There are a handful per host, so a list walked in registration order
+ * does; several modules may watch the same element (CSI keeps the state,
+ * push wants to know it), and every one is called. */
+int tern_register_nonza(tern_module_t *m, const char *ns, const char *name, tern_nonza_cb cb)
+{
+    nonza_handler_t *h = tern_xcalloc(1, sizeof(*h));
+    h->ns = tern_xstrdup(ns);
+    h->name = tern_xstrdup(name);
+    h->cb = cb;
+    h->inst = m->inst;
+    nonza_handler_t **pp = &m->host->nonzas;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = h;
+    return 0;
+}
+
+tern_handled_t modules_dispatch_nonza(tern_host_t *host, tern_session_t *s, xml_node_t *el)
+{
+    if (!host)
+        return TERN_PASS;
+    tern_handled_t r = TERN_PASS;
+    for (nonza_handler_t *h = host->nonzas; h; h = h->next)
+        if (strcmp(h->name, el->name) == 0 && strcmp(h->ns, el->ns) == 0 &&
+            h->cb(h->inst->state, s, el) == TERN_HANDLED)
+            r = TERN_HANDLED;
+    return r;
 }

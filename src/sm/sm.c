@@ -240,6 +240,16 @@ tern_host_t *tern_session_host(const tern_session_t *s)
     return s->host;
 }
 
+bool tern_session_needs_wakeup(const tern_session_t *s)
+{
+    return s->state == C2S_HIBERNATED || s->client_inactive;
+}
+
+void tern_session_set_inactive(tern_session_t *s, bool inactive)
+{
+    s->client_inactive = inactive;
+}
+
 bool tern_session_available(const tern_session_t *s)
 {
     return s->available;
