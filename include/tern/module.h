@@ -98,8 +98,9 @@ typedef enum {
      * account). Runs on the worker that owns the sender. */
     TERN_HOOK_OUTBOUND = 0,
     /* A message, presence or iq addressed to a local account (bare or full
-     * JID; iq only when addressed to a full JID or not handled as an
-     * account iq), on the worker that owns the account, before delivery. */
+     * JID; an iq to the bare JID only when it comes from another entity,
+     * since the account's own iqs are its service), on the worker that owns
+     * the account, before delivery. */
     TERN_HOOK_INBOUND,
     /* A message for a local account that no resource can take (no
      * available resource with non-negative priority, or a full JID whose
@@ -142,6 +143,10 @@ tern_server_t *tern_host_server(const tern_host_t *h);
  * such as abuse limits. Shared state must be made thread-safe by the
  * module. NULL if def is not loaded for that host. */
 void *tern_module_primary_state(const tern_host_t *h, const tern_module_def_t *def);
+/* The state of def's instance for this host on the calling worker, for
+ * one module asking another (e.g. the roster asks blocking whether a
+ * contact is blocked); NULL if def is not loaded. Loop thread only. */
+void *tern_host_module_state(const tern_host_t *h, const tern_module_def_t *def);
 /* Iterate disco data registered for a scope (used by the disco module). */
 typedef void (*tern_disco_feature_cb)(void *ud, const char *var);
 typedef void (*tern_disco_identity_cb)(void *ud, const char *category, const char *type,
@@ -185,6 +190,11 @@ void tern_session_close(tern_session_t *s, const char *stream_error);
 /* Routes st (borrowed) as coming from its 'from'. st must not be changed
  * afterwards: it may be waiting in another worker's inbox. */
 void tern_route(tern_server_t *srv, xml_stanza_t *st);
+/* Routes st (borrowed) as if the session's client had just sent it (its
+ * 'from' already stamped): the OUTBOUND hooks run, then routing; a missing
+ * 'to' means the account itself. For modules that hold a client's stanza
+ * and release it later. No-op if the session is closed or not bound. */
+void tern_session_route(tern_session_t *s, xml_stanza_t *st);
 /* Answers st (borrowed) with an error from its recipient to its sender
  * (never for an error or iq result): condition is a RFC 6120 §8.3.3 name,
  * type "cancel", "modify", "auth" or "wait"; text may be NULL. */

@@ -16,13 +16,13 @@
 #include "log.h"
 
 extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register, mod_roster,
-    mod_offline, mod_vcard, mod_private, mod_last, mod_csi, mod_push;
+    mod_offline, mod_vcard, mod_private, mod_last, mod_blocking, mod_carbons, mod_csi, mod_push;
 
 /* Load order is also the order of disco features and of equal-priority
  * hooks; hook order that matters is set by priority. */
 static const tern_module_def_t *const builtin_modules[] = {
-    &mod_disco,   &mod_ping,  &mod_version, &mod_time, &mod_register, &mod_roster,
-    &mod_offline, &mod_vcard, &mod_private, &mod_last, &mod_csi,      &mod_push,
+    &mod_disco, &mod_ping,    &mod_version, &mod_time,     &mod_register, &mod_roster, &mod_offline,
+    &mod_vcard, &mod_private, &mod_last,    &mod_blocking, &mod_carbons,  &mod_csi,    &mod_push,
 };
 
 struct tern_module {
@@ -302,6 +302,14 @@ const struct config *tern_host_server_config(const tern_host_t *h)
 tern_server_t *tern_host_server(const tern_host_t *h)
 {
     return h->srv;
+}
+
+void *tern_host_module_state(const tern_host_t *h, const tern_module_def_t *def)
+{
+    for (const module_inst_t *m = h->modules; m; m = m->next)
+        if (m->def == def)
+            return m->state;
+    return NULL;
 }
 
 void *tern_module_primary_state(const tern_host_t *h, const tern_module_def_t *def)

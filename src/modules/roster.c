@@ -33,6 +33,7 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "blocking.h"
 #include "roster.h"
 #include "tern/module.h"
 
@@ -825,12 +826,33 @@ static void reply_get(op_t *op)
     xml_stanza_unref(res);
 }
 
+/* XEP-0191 §3.3: the user's presence never goes to what the user blocks
+ * (the blocking module's hooks do not see the roster's fan-out). */
+static bool contact_blocked(roster_t *r, const char *user, const char *contact)
+{
+    jid_t j = {0};
+    bool blocked = jid_parse(contact, &j) == 0 && blocking_blocks(r->host, user, &j);
+    jid_clear(&j);
+    return blocked;
+}
+
+static char *account_of(const char *bare)
+{
+    const char *at = strchr(bare, '@');
+    size_t n = at ? (size_t)(at - bare) : strlen(bare);
+    char *user = tern_xmalloc(n + 1);
+    memcpy(user, bare, n);
+    user[n] = '\0';
+    return user;
+}
+
 static void broadcast_done(op_t *op)
 {
     tern_server_t *srv = op->r->srv;
+    bool filter = blocking_any(op->r->host, op->user);
     for (size_t i = 0; i < op->nitems; i++) {
         const ritem_t *it = &op->items[i];
-        if (!(it->sub & ROSTER_SUB_FROM))
+        if (!(it->sub & ROSTER_SUB_FROM) || (filter && contact_blocked(op->r, op->user, it->jid)))
             continue;
         /* One copy per contact: a routed stanza may sit in another
          * worker's inbox, so it is never changed after tern_route. */
@@ -844,7 +866,8 @@ static void broadcast_done(op_t *op)
     /* §4.2.2: learn the contacts' presence; probes leave from the bare
      * JID and the answers reach every available resource. */
     for (size_t i = 0; i < op->nitems; i++)
-        if (op->items[i].sub & ROSTER_SUB_TO)
+        if ((op->items[i].sub & ROSTER_SUB_TO) &&
+            !(filter && contact_blocked(op->r, op->user, op->items[i].jid)))
             route_presence(srv, op->bare, op->items[i].jid, "probe");
     /* §3.1.3: requests that arrived while the user was away. */
     if (op->session && tern_session_is_open(op->session)) {
@@ -1124,15 +1147,18 @@ static void broadcast_cached(roster_t *r, rcache_t *c, const xml_stanza_t *st)
 {
     size_t it = 0;
     void *v;
+    char *user = account_of(c->bare);
+    bool filter = blocking_any(r->host, user);
     while (hashmap_next(&c->items, &it, NULL, &v)) {
         const ritem_t *item = v;
-        if (!(item->sub & ROSTER_SUB_FROM))
+        if (!(item->sub & ROSTER_SUB_FROM) || (filter && contact_blocked(r, user, item->jid)))
             continue;
         xml_stanza_t *copy = xml_stanza_copy(st);
         xml_node_set_attr(xml_stanza_root(copy), "to", item->jid);
         tern_route(r->srv, copy);
         xml_stanza_unref(copy);
     }
+    free(user);
 }
 
 static void on_bound(void *state, tern_session_t *s)

@@ -274,7 +274,13 @@ static void route_bare(tern_server_t *srv, tern_host_t *host, xml_stanza_t *st, 
 static bool inbound_hooks_take(tern_host_t *host, xml_stanza_t *st, kind_t kind, const jid_t *from,
                                const jid_t *to)
 {
-    if (!modules_have_hooks(host, TERN_HOOK_INBOUND) || (kind == KIND_IQ && !to->resource))
+    /* An iq to the bare JID from the account itself is its own service
+     * (roster, vCard...); from anyone else it is inbound like a message,
+     * so blocking applies to it. */
+    if (!modules_have_hooks(host, TERN_HOOK_INBOUND) ||
+        (kind == KIND_IQ && !to->resource &&
+         (!from || !from->local ||
+          (strcmp(from->local, to->local) == 0 && strcmp(from->domain, to->domain) == 0))))
         return false;
     tern_stanza_ev_t ev = {.host = host, .stanza = st, .from = from, .to = to};
     return modules_run_hooks(host, TERN_HOOK_INBOUND, &ev) == TERN_HANDLED;
@@ -417,4 +423,16 @@ void tern_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
                  const char *condition, const char *text)
 {
     router_bounce(srv, st, type, condition, text);
+}
+
+void tern_session_route(tern_session_t *s, xml_stanza_t *st)
+{
+    if (!tern_session_is_open(s) || !s->bound)
+        return;
+    const char *to = xml_node_attr(xml_stanza_root(st), "to");
+    jid_t tj = {0};
+    if (to && jid_parse(to, &tj) != 0)
+        return; /* was checked when the client sent it */
+    router_route_from_client(s, st, to ? &tj : NULL);
+    jid_clear(&tj);
 }
