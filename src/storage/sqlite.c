@@ -61,6 +61,22 @@ static const char *const migrations[] = {
     " key TEXT NOT NULL,"
     " value BLOB NOT NULL,"
     " PRIMARY KEY (host, username, store, key));",
+    /* 2: the message archive (XEP-0313). seq is the archive order;
+     * AUTOINCREMENT so that a deleted newest row never has its number
+     * reused, which would put a later message before earlier ones. */
+    "CREATE TABLE archive ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " host TEXT NOT NULL,"
+    " username TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " ts INTEGER NOT NULL,"
+    " with_bare TEXT NOT NULL,"
+    " with_resource TEXT NOT NULL,"
+    " outgoing INTEGER NOT NULL,"
+    " stanza BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX archive_id ON archive (host, username, id);"
+    "CREATE INDEX archive_ts ON archive (host, username, ts);"
+    "CREATE INDEX archive_with ON archive (host, username, with_bare, with_resource);",
 };
 
 #define SCHEMA_VERSION ((int)TERN_ARRAY_LEN(migrations))
@@ -81,6 +97,11 @@ enum stmt_id {
     ST_KV_DEL,
     ST_KV_LIST,
     ST_KV_DEL_STORE,
+    ST_ARCHIVE_APPEND,
+    ST_ARCHIVE_SEQ,
+    ST_ARCHIVE_EXPIRE_USER,
+    ST_ARCHIVE_EXPIRE_HOST,
+    ST_ARCHIVE_DELETE_USER,
     ST_COUNT
 };
 
@@ -113,6 +134,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KV_LIST] = "SELECT key, value FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3"
                    " ORDER BY key",
     [ST_KV_DEL_STORE] = "DELETE FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3",
+    [ST_ARCHIVE_APPEND] = "INSERT INTO archive (host, username, id, ts, with_bare, with_resource,"
+                          " outgoing, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_ARCHIVE_SEQ] = "SELECT seq FROM archive WHERE host = ?1 AND username = ?2 AND id = ?3",
+    [ST_ARCHIVE_EXPIRE_USER] = "DELETE FROM archive WHERE host = ?1 AND username = ?2 AND ts < ?3",
+    [ST_ARCHIVE_EXPIRE_HOST] = "DELETE FROM archive WHERE host = ?1 AND ts < ?2",
+    [ST_ARCHIVE_DELETE_USER] = "DELETE FROM archive WHERE host = ?1 AND username = ?2",
 };
 
 struct storage_db {
@@ -480,6 +507,8 @@ static int sqlite_user_delete(storage_db_t *h, const char *host, const char *use
     if (ret == 0)
         ret = delete_host_user(h, ST_USER_KV_DELETE, host, user, &rows);
     if (ret == 0)
+        ret = delete_host_user(h, ST_ARCHIVE_DELETE_USER, host, user, &rows);
+    if (ret == 0)
         ret = run_simple(h, ST_COMMIT);
     if (ret != 0 && !sqlite3_get_autocommit(h->db))
         run_simple(h, ST_ROLLBACK);
@@ -686,6 +715,317 @@ static int sqlite_rollback(storage_db_t *h)
     return run_simple(h, ST_ROLLBACK);
 }
 
+/* ---- message archive ---- */
+
+static int sqlite_archive_append(storage_db_t *h, const char *host, const char *user,
+                                 const archive_msg_t *m)
+{
+    sqlite3_stmt *st = stmt_get(h, ST_ARCHIVE_APPEND);
+    if (!st)
+        return TERN_EIO;
+    if (bind_host_user(st, host, user) != 0 || bind_text(st, 3, m->id) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)m->ts) != SQLITE_OK ||
+        bind_text(st, 5, m->with_bare) != SQLITE_OK ||
+        bind_text(st, 6, m->with_resource ? m->with_resource : "") != SQLITE_OK ||
+        sqlite3_bind_int(st, 7, m->outgoing ? 1 : 0) != SQLITE_OK ||
+        bind_blob(st, 8, m->stanza, m->len) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        return TERN_EEXIST;
+    return db_fail(h, "archive_append");
+}
+
+/* The archive position of id in user's archive. */
+static int archive_seq(storage_db_t *h, const char *host, const char *user, const char *id,
+                       int64_t *seq)
+{
+    sqlite3_stmt *st = stmt_get(h, ST_ARCHIVE_SEQ);
+    if (!st)
+        return TERN_EIO;
+    if (bind_host_user(st, host, user) != 0 || bind_text(st, 3, id) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        ret = TERN_ENOENT;
+    else
+        ret = db_fail(h, "archive_seq");
+    stmt_done(st);
+    return ret;
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sqlbuf_t;
+
+static void sql_add(sqlbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sql_add(sqlbuf_t *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = (b->cap + (size_t)n + 1) * 2;
+        b->buf = tern_xrealloc(b->buf, b->cap);
+    }
+}
+
+/* Query filters change from query to query, so their SQL is built per
+ * query instead of cached. Strings are bound (?1 host, ?2 user, ?3 and ?4
+ * the 'with' JID, ?5... the ids); integers (timestamps, and positions from
+ * our own lookups) are written as literals, which cannot carry SQL. lo and
+ * hi are exclusive position bounds (0 and INT64_MAX: none). */
+static void archive_where(sqlbuf_t *b, const archive_query_t *q, int64_t lo, int64_t hi)
+{
+    sql_add(b, " WHERE host = ?1 AND username = ?2");
+    if (q->with_bare) {
+        sql_add(b, " AND with_bare = ?3");
+        if (q->with_resource)
+            sql_add(b, " AND with_resource = ?4");
+    }
+    if (q->start != ARCHIVE_TS_MIN)
+        sql_add(b, " AND ts >= %lld", (long long)q->start);
+    if (q->end != ARCHIVE_TS_MAX)
+        sql_add(b, " AND ts <= %lld", (long long)q->end);
+    if (lo > 0)
+        sql_add(b, " AND seq > %lld", (long long)lo);
+    if (hi < INT64_MAX)
+        sql_add(b, " AND seq < %lld", (long long)hi);
+    if (q->ids) {
+        if (q->n_ids == 0) {
+            sql_add(b, " AND 0");
+        } else {
+            sql_add(b, " AND id IN (");
+            for (size_t i = 0; i < q->n_ids; i++)
+                sql_add(b, "%s?%zu", i ? ", " : "", i + 5);
+            sql_add(b, ")");
+        }
+    }
+}
+
+static int archive_bind(sqlite3_stmt *st, const char *host, const char *user,
+                        const archive_query_t *q)
+{
+    if (bind_host_user(st, host, user) != 0)
+        return -1;
+    if (q->with_bare) {
+        if (bind_text(st, 3, q->with_bare) != SQLITE_OK)
+            return -1;
+        if (q->with_resource && bind_text(st, 4, q->with_resource) != SQLITE_OK)
+            return -1;
+    }
+    for (size_t i = 0; q->ids && i < q->n_ids; i++) {
+        if (i + 5 > INT_MAX || bind_text(st, (int)(i + 5), q->ids[i]) != SQLITE_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Prepares SQL built by archive_where and binds its strings. */
+static sqlite3_stmt *archive_prepare(storage_db_t *h, const sqlbuf_t *b, const char *host,
+                                     const char *user, const archive_query_t *q)
+{
+    sqlite3_stmt *st = NULL;
+    if (!b->buf || sqlite3_prepare_v2(h->db, b->buf, (int)b->len, &st, NULL) != SQLITE_OK) {
+        db_fail(h, "archive query prepare");
+        return NULL;
+    }
+    if (archive_bind(st, host, user, q) != 0) {
+        db_fail(h, "archive query bind");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int archive_count(storage_db_t *h, const char *host, const char *user,
+                         const archive_query_t *q, int64_t lo, int64_t hi, int64_t *out)
+{
+    sqlbuf_t b = {0};
+    sql_add(&b, "SELECT COUNT(*) FROM archive");
+    archive_where(&b, q, lo, hi);
+    sqlite3_stmt *st = archive_prepare(h, &b, host, user, q);
+    free(b.buf);
+    if (!st)
+        return TERN_EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : db_fail(h, "archive_count");
+}
+
+typedef struct {
+    int64_t seq, ts;
+    char *id, *with_bare, *with_resource, *stanza;
+    size_t len;
+    bool outgoing;
+} archive_row_t;
+
+static void archive_row_free(archive_row_t *r)
+{
+    free(r->id);
+    free(r->with_bare);
+    free(r->with_resource);
+    free(r->stanza);
+}
+
+static char *column_dup(sqlite3_stmt *st, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    return tern_xstrdup(t ? t : "");
+}
+
+/* Rows are read into memory first so that cb may call the driver and the
+ * read transaction ends before caller code runs (as kv_list). The page is
+ * fetched with one extra row in the paging direction: its presence is what
+ * says the page is not the last one. */
+static int sqlite_archive_query(storage_db_t *h, const char *host, const char *user,
+                                const archive_query_t *q,
+                                int (*cb)(void *ud, const archive_msg_t *m), void *ud,
+                                archive_page_t *page)
+{
+    page->complete = false;
+    page->count = -1;
+    page->first_index = -1;
+
+    int64_t flo = 0, fhi = INT64_MAX, seq;
+    int ret;
+    if (q->after_id) {
+        if ((ret = archive_seq(h, host, user, q->after_id, &seq)) != 0)
+            return ret;
+        flo = seq;
+    }
+    if (q->before_id) {
+        if ((ret = archive_seq(h, host, user, q->before_id, &seq)) != 0)
+            return ret;
+        fhi = seq;
+    }
+    int64_t plo = flo, phi = fhi;
+    if (q->rsm_after) {
+        if ((ret = archive_seq(h, host, user, q->rsm_after, &seq)) != 0)
+            return ret;
+        plo = seq > plo ? seq : plo;
+    }
+    if (q->rsm_before && q->rsm_before[0]) {
+        if ((ret = archive_seq(h, host, user, q->rsm_before, &seq)) != 0)
+            return ret;
+        phi = seq < phi ? seq : phi;
+    }
+    bool backward = q->rsm_before != NULL;
+
+    sqlbuf_t b = {0};
+    sql_add(&b, "SELECT seq, id, ts, with_bare, with_resource, outgoing, stanza FROM archive");
+    archive_where(&b, q, plo, phi);
+    sql_add(&b, " ORDER BY seq %s LIMIT %zu", backward ? "DESC" : "ASC", q->max + 1);
+    sqlite3_stmt *st = archive_prepare(h, &b, host, user, q);
+    free(b.buf);
+    if (!st)
+        return TERN_EIO;
+
+    archive_row_t *rows = tern_xcalloc(q->max + 1, sizeof(*rows));
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n <= q->max) {
+        archive_row_t *r = &rows[n++];
+        r->seq = sqlite3_column_int64(st, 0);
+        r->id = column_dup(st, 1);
+        r->ts = sqlite3_column_int64(st, 2);
+        r->with_bare = column_dup(st, 3);
+        r->with_resource = column_dup(st, 4);
+        r->outgoing = sqlite3_column_int(st, 5) != 0;
+        r->len = (size_t)sqlite3_column_bytes(st, 6);
+        r->stanza = tern_xmalloc(r->len + 1);
+        if (r->len)
+            memcpy(r->stanza, sqlite3_column_blob(st, 6), r->len);
+        r->stanza[r->len] = '\0';
+    }
+    ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(h, "archive_query");
+    sqlite3_finalize(st);
+
+    if (n > q->max) {
+        archive_row_free(&rows[--n]);
+        page->complete = false;
+    } else {
+        page->complete = true;
+    }
+    if (backward) {
+        for (size_t i = 0; i < n / 2; i++) {
+            archive_row_t t = rows[i];
+            rows[i] = rows[n - 1 - i];
+            rows[n - 1 - i] = t;
+        }
+    }
+    if (ret == 0 && q->want_count) {
+        ret = archive_count(h, host, user, q, flo, fhi, &page->count);
+        if (ret == 0 && n > 0)
+            ret = archive_count(h, host, user, q, flo, rows[0].seq < fhi ? rows[0].seq : fhi,
+                                &page->first_index);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ret == 0) {
+            archive_msg_t m = {.id = rows[i].id,
+                               .ts = rows[i].ts,
+                               .with_bare = rows[i].with_bare,
+                               .with_resource =
+                                   rows[i].with_resource[0] ? rows[i].with_resource : NULL,
+                               .outgoing = rows[i].outgoing,
+                               .stanza = rows[i].stanza,
+                               .len = rows[i].len};
+            ret = cb(ud, &m);
+        }
+        archive_row_free(&rows[i]);
+    }
+    free(rows);
+    return ret;
+}
+
+static int sqlite_archive_expire(storage_db_t *h, const char *host, const char *user,
+                                 int64_t before_ts, int64_t *deleted)
+{
+    sqlite3_stmt *st = stmt_get(h, user ? ST_ARCHIVE_EXPIRE_USER : ST_ARCHIVE_EXPIRE_HOST);
+    if (!st)
+        return TERN_EIO;
+    int tsidx = user ? 3 : 2;
+    if (bind_text(st, 1, host) != SQLITE_OK || (user && bind_text(st, 2, user) != SQLITE_OK) ||
+        sqlite3_bind_int64(st, tsidx, (sqlite3_int64)before_ts) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(h, "archive_expire");
+    if (deleted)
+        *deleted = sqlite3_changes64(h->db);
+    return 0;
+}
+
+static int sqlite_archive_delete_user(storage_db_t *h, const char *host, const char *user)
+{
+    int changes = 0;
+    return delete_host_user(h, ST_ARCHIVE_DELETE_USER, host, user, &changes);
+}
+
 const storage_driver_t storage_sqlite_driver = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -703,4 +1043,8 @@ const storage_driver_t storage_sqlite_driver = {
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
+    .archive_append = sqlite_archive_append,
+    .archive_query = sqlite_archive_query,
+    .archive_expire = sqlite_archive_expire,
+    .archive_delete_user = sqlite_archive_delete_user,
 };

@@ -25,6 +25,48 @@
 
 typedef struct storage_db storage_db_t; /* an open driver handle */
 
+/* ---- message archive (XEP-0313) ----
+ * One archive per account; rows are kept in arrival order, which is the
+ * archive's chronological order (timestamps alone may tie or step back
+ * with the clock). */
+
+/* One archived message. On append every pointer is borrowed for the call;
+ * in a query callback they are borrowed for the callback only. */
+typedef struct {
+    const char *id;            /* stanza-id, unique within the account's archive */
+    int64_t ts;                /* microseconds since the epoch */
+    const char *with_bare;     /* the other party's bare JID */
+    const char *with_resource; /* its resource, or NULL */
+    bool outgoing;             /* sent by the account (else received) */
+    const char *stanza;        /* serialized message */
+    size_t len;
+} archive_msg_t;
+
+#define ARCHIVE_TS_MIN INT64_MIN
+#define ARCHIVE_TS_MAX INT64_MAX
+
+/* A query: filters select a result set, the RSM part picks one page of it.
+ * Unused filters are NULL / 0 / ARCHIVE_TS_MIN..MAX. */
+typedef struct {
+    const char *with_bare;     /* NULL = any */
+    const char *with_resource; /* with with_bare: exact full JID; NULL = any resource */
+    int64_t start, end;        /* inclusive, microseconds */
+    const char *after_id;      /* exclusive (mam#extended after-id) */
+    const char *before_id;     /* exclusive (mam#extended before-id) */
+    const char *const *ids;    /* only these ids (mam#extended ids); unknown ones match nothing */
+    size_t n_ids;
+    const char *rsm_after;  /* page starts after this id */
+    const char *rsm_before; /* page ends before this id; "" = the last page */
+    size_t max;             /* page size (a sane bound: the rows are buffered); 0 = count only */
+    bool want_count;        /* fill count and first_index */
+} archive_query_t;
+
+typedef struct {
+    bool complete;       /* no more items in the paging direction */
+    int64_t count;       /* size of the result set, or -1 */
+    int64_t first_index; /* position of the page's first item in it, or -1 */
+} archive_page_t;
+
 typedef struct storage_driver {
     const char *name;
     /* Opens (creating and migrating the schema as needed). dsn for SQLite is
@@ -40,7 +82,7 @@ typedef struct storage_driver {
                        const scram_creds_t *creds);
     int (*user_set_creds)(storage_db_t *db, const char *host, const char *user,
                           const scram_creds_t *creds);
-    /* Deletes the account and all its key/value data. */
+    /* Deletes the account, all its key/value data and its message archive. */
     int (*user_delete)(storage_db_t *db, const char *host, const char *user);
     /* Calls cb for each account of host (all hosts when host is NULL), in
      * host then user order. */
@@ -68,6 +110,24 @@ typedef struct storage_driver {
     int (*begin)(storage_db_t *db);
     int (*commit)(storage_db_t *db);
     int (*rollback)(storage_db_t *db);
+
+    /* Message archive. user is the account's localpart. append returns
+     * TERN_EEXIST when the id is already in that account's archive. */
+    int (*archive_append)(storage_db_t *db, const char *host, const char *user,
+                          const archive_msg_t *m);
+    /* Runs q on user's archive and calls cb for each item of the page in
+     * chronological order (a non-zero return stops and is returned; cb may
+     * call the driver). Returns TERN_ENOENT when an after/before id (RSM or
+     * #extended) is not in the archive. */
+    int (*archive_query)(storage_db_t *db, const char *host, const char *user,
+                         const archive_query_t *q, int (*cb)(void *ud, const archive_msg_t *m),
+                         void *ud, archive_page_t *page);
+    /* Deletes messages older than before_ts of user (NULL: of every account
+     * of host); *deleted (may be NULL) gets the number of rows. */
+    int (*archive_expire)(storage_db_t *db, const char *host, const char *user, int64_t before_ts,
+                          int64_t *deleted);
+    /* Deletes an account's whole archive (0 also when it was empty). */
+    int (*archive_delete_user)(storage_db_t *db, const char *host, const char *user);
 } storage_driver_t;
 
 extern const storage_driver_t storage_sqlite_driver;

@@ -102,7 +102,7 @@ static void test_open_and_migrate(void **state)
     storage_db_t *db = open_db(f);
     storage_sqlite_driver.close(db);
 
-    assert_int_equal(raw_user_version(f->path), 1);
+    assert_int_equal(raw_user_version(f->path), 2);
     struct stat sb;
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -289,6 +289,297 @@ static void test_kv(void **state)
     assert_string_equal(v, "other");
     free(v);
     d->close(db);
+}
+
+/* ---- message archive ---- */
+
+#define NARCH 25
+
+typedef struct {
+    char ids[64][16];
+    char stanzas[64][64];
+    char with[64][64];
+    int64_t ts[64];
+    size_t n;
+} arch_got_t;
+
+static int arch_collect(void *ud, const archive_msg_t *m)
+{
+    arch_got_t *g = ud;
+    if (g->n >= 64)
+        return -1;
+    snprintf(g->ids[g->n], sizeof(g->ids[0]), "%s", m->id);
+    snprintf(g->stanzas[g->n], sizeof(g->stanzas[0]), "%.*s", (int)m->len, m->stanza);
+    snprintf(g->with[g->n], sizeof(g->with[0]), "%s%s%s", m->with_bare, m->with_resource ? "/" : "",
+             m->with_resource ? m->with_resource : "");
+    g->ts[g->n] = m->ts;
+    g->n++;
+    return 0;
+}
+
+/* alice@a.example gets m00..m24 at ts 1000..1024, alternately with
+ * bob@b.example/phone and carol@b.example/pc (even: bob), plus one
+ * message of bob's own archive that must never show in hers. */
+static storage_db_t *arch_fill(const fixture_t *f)
+{
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = open_db(f);
+    for (int i = 0; i < NARCH; i++) {
+        char id[16], xml[64];
+        snprintf(id, sizeof(id), "m%02d", i);
+        snprintf(xml, sizeof(xml), "<message><body>%d</body></message>", i);
+        archive_msg_t m = {.id = id,
+                           .ts = 1000 + i,
+                           .with_bare = i % 2 ? "carol@b.example" : "bob@b.example",
+                           .with_resource = i % 2 ? "pc" : "phone",
+                           .outgoing = i % 3 == 0,
+                           .stanza = xml,
+                           .len = strlen(xml)};
+        assert_int_equal(d->archive_append(db, "a.example", "alice", &m), 0);
+    }
+    archive_msg_t other = {
+        .id = "b00", .ts = 1005, .with_bare = "alice@a.example", .stanza = "<message/>", .len = 10};
+    assert_int_equal(d->archive_append(db, "b.example", "bob", &other), 0);
+    /* ids are unique per archive, not across archives */
+    other.id = "m00";
+    assert_int_equal(d->archive_append(db, "b.example", "bob", &other), 0);
+    assert_int_equal(d->archive_append(db, "b.example", "bob", &other), TERN_EEXIST);
+    return db;
+}
+
+static archive_query_t arch_q(size_t max)
+{
+    archive_query_t q = {.start = ARCHIVE_TS_MIN, .end = ARCHIVE_TS_MAX, .max = max};
+    return q;
+}
+
+static void arch_run(storage_db_t *db, const archive_query_t *q, arch_got_t *g, archive_page_t *p,
+                     int expect_rc)
+{
+    memset(g, 0, sizeof(*g));
+    assert_int_equal(
+        storage_sqlite_driver.archive_query(db, "a.example", "alice", q, arch_collect, g, p),
+        expect_rc);
+}
+
+static void assert_ids(const arch_got_t *g, int first, int n)
+{
+    assert_int_equal(g->n, n);
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "m%02d", first + i);
+        assert_string_equal(g->ids[i], id);
+    }
+}
+
+static void test_archive_paging(void **state)
+{
+    storage_db_t *db = arch_fill(*state);
+    arch_got_t g;
+    archive_page_t p;
+
+    /* forward with RSM after */
+    archive_query_t q = arch_q(10);
+    q.want_count = true;
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 0, 10);
+    assert_false(p.complete);
+    assert_int_equal(p.count, NARCH);
+    assert_int_equal(p.first_index, 0);
+    assert_string_equal(g.stanzas[3], "<message><body>3</body></message>");
+    assert_string_equal(g.with[0], "bob@b.example/phone");
+    assert_int_equal(g.ts[4], 1004);
+    q.rsm_after = "m09";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 10, 10);
+    assert_false(p.complete);
+    assert_int_equal(p.first_index, 10);
+    q.rsm_after = "m19";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 20, 5);
+    assert_true(p.complete);
+    q.rsm_after = "m24";
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    assert_true(p.complete);
+    assert_int_equal(p.first_index, -1);
+
+    /* backward: an empty before is the last page */
+    q = arch_q(10);
+    q.want_count = true;
+    q.rsm_before = "";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 15, 10);
+    assert_false(p.complete);
+    assert_int_equal(p.first_index, 15);
+    q.rsm_before = "m15";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 5, 10);
+    assert_false(p.complete);
+    q.rsm_before = "m05";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 0, 5);
+    assert_true(p.complete);
+    assert_int_equal(p.first_index, 0);
+
+    /* exactly one full page is complete; max 0 only counts */
+    q = arch_q(NARCH);
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 0, NARCH);
+    assert_true(p.complete);
+    assert_int_equal(p.count, -1);
+    q = arch_q(0);
+    q.want_count = true;
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    assert_false(p.complete);
+    assert_int_equal(p.count, NARCH);
+    storage_sqlite_driver.close(db);
+}
+
+static void test_archive_filters(void **state)
+{
+    storage_db_t *db = arch_fill(*state);
+    arch_got_t g;
+    archive_page_t p;
+
+    archive_query_t q = arch_q(50);
+    q.want_count = true;
+    q.with_bare = "bob@b.example";
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 13);
+    assert_int_equal(p.count, 13);
+    for (size_t i = 0; i < g.n; i++)
+        assert_string_equal(g.with[i], "bob@b.example/phone");
+    q.with_resource = "phone";
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 13);
+    q.with_resource = "laptop";
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    assert_true(p.complete);
+
+    /* start and end are inclusive */
+    q = arch_q(50);
+    q.start = 1003;
+    q.end = 1006;
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 3, 4);
+    assert_true(p.complete);
+
+    /* #extended after-id / before-id are exclusive and combine with RSM */
+    q = arch_q(3);
+    q.want_count = true;
+    q.after_id = "m10";
+    q.before_id = "m20";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 11, 3);
+    assert_int_equal(p.count, 9);
+    assert_int_equal(p.first_index, 0);
+    q.rsm_before = "";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 17, 3);
+    assert_int_equal(p.first_index, 6);
+    assert_false(p.complete);
+    q.rsm_before = "m13";
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 11, 2);
+    assert_true(p.complete);
+
+    /* ids, with other filters; unknown ids match nothing */
+    static const char *const ids[] = {"m02", "m07", "m03", "nope", "b00"};
+    q = arch_q(50);
+    q.ids = ids;
+    q.n_ids = TERN_ARRAY_LEN(ids);
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.ids[0], "m02");
+    assert_string_equal(g.ids[1], "m03");
+    assert_string_equal(g.ids[2], "m07");
+    q.with_bare = "carol@b.example";
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 2);
+    q.n_ids = 0;
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    storage_sqlite_driver.close(db);
+}
+
+static void test_archive_unknown_ids(void **state)
+{
+    storage_db_t *db = arch_fill(*state);
+    arch_got_t g;
+    archive_page_t p;
+    archive_query_t q = arch_q(10);
+    q.rsm_after = "zz";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    q = arch_q(10);
+    q.rsm_before = "zz";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    q = arch_q(10);
+    q.after_id = "zz";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    q = arch_q(10);
+    q.before_id = "zz";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    /* an id of someone else's archive is unknown in this one */
+    q = arch_q(10);
+    q.rsm_after = "b00";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    assert_int_equal(g.n, 0);
+    storage_sqlite_driver.close(db);
+}
+
+static void test_archive_expire(void **state)
+{
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = arch_fill(*state);
+    arch_got_t g;
+    archive_page_t p;
+    int64_t n = -1;
+    assert_int_equal(d->archive_expire(db, "a.example", "alice", 1010, &n), 0);
+    assert_int_equal(n, 10);
+    archive_query_t q = arch_q(50);
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 10, 15);
+    /* an expired id is unknown now */
+    q.rsm_after = "m03";
+    arch_run(db, &q, &g, &p, TERN_ENOENT);
+    /* host-wide: bob's messages at 1005 go, on his host only */
+    assert_int_equal(d->archive_expire(db, "a.example", NULL, 1012, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(d->archive_expire(db, "b.example", NULL, 1006, NULL), 0);
+    q = arch_q(50);
+    arch_run(db, &q, &g, &p, 0);
+    assert_ids(&g, 12, 13);
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(d->archive_query(db, "b.example", "bob", &q, arch_collect, &g, &p), 0);
+    assert_int_equal(g.n, 0);
+
+    assert_int_equal(d->archive_delete_user(db, "a.example", "alice"), 0);
+    assert_int_equal(d->archive_delete_user(db, "a.example", "alice"), 0);
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    assert_true(p.complete);
+    d->close(db);
+}
+
+/* A version 1 database (before the archive) is upgraded on open. */
+static void test_archive_migration(void **state)
+{
+    fixture_t *f = *state;
+    storage_sqlite_driver.close(open_db(f));
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "DROP TABLE archive; DELETE FROM sqlite_sequence;"
+                                  " PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(raw_user_version(f->path), 1);
+    storage_sqlite_driver.close(arch_fill(f));
+    assert_int_equal(raw_user_version(f->path), 2);
 }
 
 /* ---- asynchronous queue ---- */
@@ -485,6 +776,28 @@ static void test_queue_start_failure(void **state)
     assert_null(storage_driver_find(NULL));
 }
 
+/* Deleting an account deletes its archive, and only its archive. */
+static void test_archive_gone_with_account(void **state)
+{
+    const fixture_t *f = *state;
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = arch_fill(f);
+    scram_creds_t c;
+    memset(&c, 0x11, sizeof(c));
+    c.iterations = 4096;
+    assert_int_equal(d->user_create(db, "a.example", "alice", &c), 0);
+    assert_int_equal(d->user_delete(db, "a.example", "alice"), 0);
+    arch_got_t g;
+    archive_page_t p;
+    archive_query_t q = arch_q(10);
+    arch_run(db, &q, &g, &p, 0);
+    assert_int_equal(g.n, 0);
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(d->archive_query(db, "b.example", "bob", &q, arch_collect, &g, &p), 0);
+    assert_int_equal(g.n, 2);
+    d->close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +806,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_unknown_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_expire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_gone_with_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_stop_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_stop_from_callback, setup, teardown),
