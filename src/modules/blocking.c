@@ -668,6 +668,8 @@ static void bounce_blocked(tern_session_t *s, const xml_stanza_t *st)
     xml_node_t *e = xml_node_add_child(root, "error", NS_CLIENT);
     xml_node_set_attr(e, "type", "cancel");
     xml_node_add_child(e, "not-acceptable", NS_STANZAS);
+    /* RFC 6120 §8.3.2: the text comes before the application condition. */
+    xml_node_add_child_text(e, "text", NS_STANZAS, "You have blocked this JID");
     xml_node_add_child(e, "blocked", NS_BLOCKING_ERRORS);
     tern_session_send(s, err);
     xml_stanza_unref(err);

@@ -99,6 +99,7 @@ enum {
     ACT_ROUTE_UNSUBSCRIBED = 1 << 7,
     ACT_ACK_UNAVAILABLE = 1 << 8, /* a request was queued: the requester learns
                                      the contact is (as far as it may know) offline */
+    ACT_PROBE_CONTACT = 1 << 9,   /* both ways now: refresh the contact's presence */
 };
 
 typedef struct {
@@ -477,6 +478,8 @@ static int run_out_sub(const storage_driver_t *drv, storage_db_t *db, op_t *op)
             it.approved = false;
             rc = commit_item(drv, db, op, &it);
             op->actions |= ACT_ROUTE | ACT_SEND_PRESENCE;
+            if (it.sub & ROSTER_SUB_TO)
+                op->actions |= ACT_PROBE_CONTACT;
         } else if (rc == 0 && pending) {
             op->actions |= ACT_ROUTE; /* already subscribed: just answer */
         } else if (rc == 0 && !(it.sub & ROSTER_SUB_FROM) && !it.approved) {
@@ -1001,6 +1004,8 @@ static void op_done(void *arg, int result)
         deliver_to_resources(op);
     if (op->actions & ACT_AUTO_SUBSCRIBED)
         route_presence(srv, op->bare, op->contact, "subscribed");
+    if (op->actions & ACT_PROBE_CONTACT)
+        route_presence(srv, op->bare, op->contact, "probe");
     if (op->actions & ACT_ACK_UNAVAILABLE)
         route_presence(srv, op->bare, op->contact, "unavailable");
     if (op->actions & ACT_REPLY_UNSUBSCRIBED)

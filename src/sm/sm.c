@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "../c2s/session.h"
 #include "../core/common.h"
@@ -159,6 +160,22 @@ void sm_unbind(tern_session_t *s)
     log_debug(s->tag, "unbound %s", s->full);
 }
 
+static void stamp_presence(xml_stanza_t *p, const char *domain)
+{
+    xml_node_t *root = xml_stanza_root(p);
+    xml_node_t *old = xml_node_child(root, "delay", NS_DELAY);
+    if (old)
+        xml_node_detach(old); /* a client's own claim is not ours */
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32];
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    xml_node_t *d = xml_node_add_child(root, "delay", NS_DELAY);
+    xml_node_set_attr(d, "from", domain);
+    xml_node_set_attr(d, "stamp", stamp);
+}
+
 void sm_presence_broadcast(tern_session_t *s, xml_stanza_t *st)
 {
     xml_node_t *root = xml_stanza_root(st);
@@ -174,8 +191,11 @@ void sm_presence_broadcast(tern_session_t *s, xml_stanza_t *st)
         if (s->presence)
             xml_stanza_unref(s->presence);
         /* Kept for the session's lifetime: a compact copy, not the parse
-         * arena with its spare room. */
+         * arena with its spare room. Whoever gets it later (a probe, a
+         * new subscriber, a sibling resource) learns when it was set
+         * (XEP-0203). */
         s->presence = xml_stanza_copy(st);
+        stamp_presence(s->presence, s->host->domain);
     }
     broadcast_own(s, st);
     if (!type && !was_available) {

@@ -179,12 +179,16 @@ def test_subscription_handshake_and_presence(srv):
     assert items["bob@localhost"].get("subscription") == "both"
     # a presence change reaches the contact
     b.send_presence(extra="<show>away</show><status>lunch</status>")
-    p = expect_presence(a, "bob@localhost/b", None)
-    assert p.findtext(q(NS_CLIENT, "status")) == "lunch"
+    p = a.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == "bob@localhost/b"
+                 and e.findtext(q(NS_CLIENT, "status")) == "lunch", what="bob's update")
+    assert p.get("type") is None and p.find("{urn:xmpp:delay}delay") is None
     # a new resource of alice learns bob's presence through the probe
     a2 = login(srv, "alice@localhost/a2")
     p = expect_presence(a2, "bob@localhost/b", None, "probe answer")
     assert p.findtext(q(NS_CLIENT, "show")) == "away"
+    # stored presence says when it was set (XEP-0203)
+    delay = p.find("{urn:xmpp:delay}delay")
+    assert delay is not None and delay.get("from") == "localhost" and delay.get("stamp")
     # disconnecting without goodbye: contacts hear unavailable
     b.close()
     expect_presence(a, "bob@localhost/b", "unavailable")
