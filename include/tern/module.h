@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "../../src/xml/stanza.h"
 #include "../../src/xmpp/jid.h"
@@ -200,6 +201,11 @@ void tern_session_route(tern_session_t *s, xml_stanza_t *st);
  * type "cancel", "modify", "auth" or "wait"; text may be NULL. */
 void tern_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
                  const char *condition, const char *text);
+/* XEP-0203: says on st's root element (a message or presence kept for
+ * later) that `from` (this server's domain) had it at `when`, with an
+ * optional human-readable reason. A delay from the same `from` already
+ * there is kept: it knows the earlier time. */
+void tern_stamp_delay(xml_node_t *root, const char *from, time_t when, const char *reason);
 /* Sends a reply to iq: result built by the caller (type/id/from/to are set
  * here). reply may be NULL for an empty result. Replies go to the session
  * when the iq came from a stream before authentication. */

@@ -322,19 +322,6 @@ static bool has_eligible_resource(tern_session_t *s)
     return false;
 }
 
-static void add_delay(tern_session_t *s, xml_node_t *root, time_t sent)
-{
-    if (xml_node_child(root, "delay", NS_DELAY))
-        return; /* already says when it first arrived (offline, archive) */
-    struct tm tm;
-    char stamp[32];
-    if (!gmtime_r(&sent, &tm) || strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return;
-    xml_node_t *d = xml_node_add_child(root, "delay", NS_DELAY);
-    xml_node_set_attr(d, "from", s->host->domain);
-    xml_node_set_attr(d, "stamp", stamp);
-}
-
 /* XEP-0198 §5 leaves unacknowledged stanzas to the server, which should
  * treat them as undeliverable. RFC 6120 §10.5.3 / RFC 6121 §8.5.3 then
  * give, for a full JID that has no session any more:
@@ -367,7 +354,7 @@ static void undeliverable(tern_session_t *s, const sm_item_t *it)
         bool to_bare = to && jid_parse(to, &tj) == 0 && !tj.resource;
         if (!carbon && !error && !(to_bare && has_eligible_resource(s)) && s->bare &&
             jid_parse(s->bare, &bare) == 0) {
-            add_delay(s, root, it->sent);
+            tern_stamp_delay(root, s->host->domain, it->sent, NULL);
             xml_node_set_attr(root, "to", s->bare);
             bool have_from = from && jid_parse(from, &fj) == 0;
             router_route(s->srv, st, have_from ? &fj : NULL, &bare, NULL);

@@ -161,19 +161,6 @@ static bool worth_storing(const xml_node_t *root)
     return content;
 }
 
-static void stamp_delay(xml_node_t *root, const char *domain)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    char stamp[32];
-    gmtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    xml_node_t *d = xml_node_add_child(root, "delay", NS_DELAY);
-    xml_node_set_attr(d, "from", domain);
-    xml_node_set_attr(d, "stamp", stamp);
-    xml_node_add_text(d, "Offline storage", strlen("Offline storage"));
-}
-
 static tern_handled_t on_undeliverable(void *state, tern_stanza_ev_t *ev)
 {
     offline_t *o = state;
@@ -189,7 +176,7 @@ static tern_handled_t on_undeliverable(void *state, tern_stanza_ev_t *ev)
     j->quota = hc->offline_max_messages;
     j->st = xml_stanza_ref(ev->stanza);
     xml_stanza_t *copy = xml_stanza_copy(ev->stanza);
-    stamp_delay(xml_stanza_root(copy), ev->to->domain);
+    tern_stamp_delay(xml_stanza_root(copy), ev->to->domain, time(NULL), "Offline storage");
     j->xml = xml_node_to_string(xml_stanza_root(copy), NS_CLIENT, &j->len);
     xml_stanza_unref(copy);
     if (!j->xml || tern_storage_submit(o->srv, store_job, store_done, j) != 0) {

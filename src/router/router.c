@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../c2s/session.h"
 #include "../core/common.h"
@@ -435,4 +436,23 @@ void tern_session_route(tern_session_t *s, xml_stanza_t *st)
         return; /* was checked when the client sent it */
     router_route_from_client(s, st, to ? &tj : NULL);
     jid_clear(&tj);
+}
+
+void tern_stamp_delay(xml_node_t *root, const char *from, time_t when, const char *reason)
+{
+    for (xml_node_t *d = xml_node_child(root, "delay", NS_DELAY); d;
+         d = xml_node_next(d, "delay", NS_DELAY)) {
+        const char *by = xml_node_attr(d, "from");
+        if (by && strcmp(by, from) == 0)
+            return;
+    }
+    struct tm tm;
+    char stamp[32];
+    if (!gmtime_r(&when, &tm) || strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return;
+    xml_node_t *d = xml_node_add_child(root, "delay", NS_DELAY);
+    xml_node_set_attr(d, "from", from);
+    xml_node_set_attr(d, "stamp", stamp);
+    if (reason)
+        xml_node_add_text(d, reason, strlen(reason));
 }

@@ -163,17 +163,11 @@ void sm_unbind(tern_session_t *s)
 static void stamp_presence(xml_stanza_t *p, const char *domain)
 {
     xml_node_t *root = xml_stanza_root(p);
-    xml_node_t *old = xml_node_child(root, "delay", NS_DELAY);
-    if (old)
-        xml_node_detach(old); /* a client's own claim is not ours */
-    time_t now = time(NULL);
-    struct tm tm;
-    char stamp[32];
-    gmtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    xml_node_t *d = xml_node_add_child(root, "delay", NS_DELAY);
-    xml_node_set_attr(d, "from", domain);
-    xml_node_set_attr(d, "stamp", stamp);
+    for (xml_node_t *d = xml_node_child(root, "delay", NS_DELAY), *n; d; d = n) {
+        n = xml_node_next(d, "delay", NS_DELAY);
+        xml_node_detach(d); /* a client's own claim is not ours */
+    }
+    tern_stamp_delay(root, domain, time(NULL), NULL);
 }
 
 void sm_presence_broadcast(tern_session_t *s, xml_stanza_t *st)
