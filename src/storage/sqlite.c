@@ -382,8 +382,15 @@ static storage_db_t *sqlite_open(const char *dsn, char *err, size_t errlen)
         tern_format_err(err, errlen, "%s: cannot switch the database to WAL mode", dsn);
         goto fail;
     }
-    if (exec_sql(h->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err, errlen,
-                 dsn) != 0)
+    /* The message archive makes this a write-heavy database. Reads go
+     * through a memory map instead of a pread per page; a larger page
+     * cache keeps the archive indexes' hot pages; checkpoints (each an
+     * fsync of the database) run every 16 MB of WAL instead of 4 MB. */
+    if (exec_sql(h->db,
+                 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                 " PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768;"
+                 " PRAGMA wal_autocheckpoint = 4096",
+                 err, errlen, dsn) != 0)
         goto fail;
     if (migrate(h->db, dsn, err, errlen) != 0)
         goto fail;
