@@ -188,8 +188,12 @@ void sm_presence_broadcast(tern_session_t *s, xml_stanza_t *st)
          * arena with its spare room. Whoever gets it later (a probe, a
          * new subscriber, a sibling resource) learns when it was set
          * (XEP-0203). */
-        s->presence = xml_stanza_copy(st);
-        stamp_presence(s->presence, s->host->domain);
+        xml_stanza_t *stamped = xml_stanza_copy(st);
+        stamp_presence(stamped, s->host->domain);
+        /* The stamp went into a fresh arena block; copied once more, the
+         * kept presence is one compact block again. */
+        s->presence = xml_stanza_copy(stamped);
+        xml_stanza_unref(stamped);
     }
     broadcast_own(s, st);
     if (!type && !was_available) {
