@@ -242,9 +242,7 @@ static int store_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
     /* An account removed in-band closes its stream after the removal job
      * ran (jobs of a worker run in order): a record written now would
      * outlive the account and greet a new one of the same name. */
-    scram_creds_t creds;
-    int rc = drv->user_get(db, j->domain, j->user, &creds);
-    explicit_bzero(&creds, sizeof(creds));
+    int rc = storage_user_exists(drv, db, j->domain, j->user);
     if (rc == TERN_ENOENT)
         return 0;
     if (rc != 0)

@@ -467,9 +467,7 @@ static void arch_free(arch_job_t *j)
 static int arch_run(const storage_driver_t *drv, storage_db_t *db, arch_job_t *j)
 {
     if (j->check_account) {
-        scram_creds_t creds;
-        int rc = drv->user_get(db, j->host, j->user, &creds);
-        explicit_bzero(&creds, sizeof(creds));
+        int rc = storage_user_exists(drv, db, j->host, j->user);
         if (rc == TERN_ENOENT)
             return 0; /* the router answers the sender */
         if (rc != 0)

@@ -74,21 +74,10 @@ static void job_free(job_t *j)
     free(j);
 }
 
-static int count_row(void *ud, const char *key, const char *value, size_t len)
-{
-    (void)key;
-    (void)value;
-    (void)len;
-    (*(size_t *)ud)++;
-    return 0;
-}
-
 static int store_job(const storage_driver_t *drv, storage_db_t *db, void *arg)
 {
     job_t *j = arg;
-    scram_creds_t creds;
-    int rc = drv->user_get(db, j->host, j->user, &creds);
-    explicit_bzero(&creds, sizeof(creds));
+    int rc = storage_user_exists(drv, db, j->host, j->user);
     if (rc == TERN_ENOENT) {
         j->no_account = true;
         return 0;
@@ -96,7 +85,7 @@ static int store_job(const storage_driver_t *drv, storage_db_t *db, void *arg)
     if (rc != 0 || (rc = drv->begin(db)) != 0)
         return rc;
     size_t n = 0;
-    rc = drv->kv_list(db, j->host, j->user, STORE, count_row, &n);
+    rc = drv->kv_count(db, j->host, j->user, STORE, &n);
     if (rc == 0 && n >= j->quota) {
         j->full = true;
         drv->rollback(db);

@@ -301,15 +301,6 @@ static int collect_item(void *ud, const char *key, const char *value, size_t len
     return 0;
 }
 
-static int count_row(void *ud, const char *key, const char *value, size_t len)
-{
-    (void)key;
-    (void)value;
-    (void)len;
-    (*(size_t *)ud)++;
-    return 0;
-}
-
 typedef struct {
     char **v;
     size_t n;
@@ -357,7 +348,7 @@ static int commit_item(const storage_driver_t *drv, storage_db_t *db, op_t *op, 
 static int roster_count(const storage_driver_t *drv, storage_db_t *db, op_t *op, size_t *n)
 {
     *n = 0;
-    return drv->kv_list(db, op->host, op->user, ROSTER_STORE, count_row, n);
+    return drv->kv_count(db, op->host, op->user, ROSTER_STORE, n);
 }
 
 static int run_get(const storage_driver_t *drv, storage_db_t *db, op_t *op)
@@ -522,9 +513,7 @@ static int run_out_sub(const storage_driver_t *drv, storage_db_t *db, op_t *op)
  * §3.2.3, §3.3.3). */
 static int run_in_sub(const storage_driver_t *drv, storage_db_t *db, op_t *op)
 {
-    scram_creds_t creds;
-    int rc = drv->user_get(db, op->host, op->user, &creds);
-    explicit_bzero(&creds, sizeof(creds));
+    int rc = storage_user_exists(drv, db, op->host, op->user);
     if (rc == TERN_ENOENT) {
         if (strcmp(op->type, "subscribe") == 0)
             op->actions |= ACT_REPLY_UNSUBSCRIBED;
@@ -548,7 +537,7 @@ static int run_in_sub(const storage_driver_t *drv, storage_db_t *db, op_t *op)
             op->actions |= ACT_AUTO_SUBSCRIBED | ACT_SEND_PRESENCE;
         } else {
             size_t n = 0;
-            rc = drv->kv_list(db, op->host, op->user, PENDING_STORE, count_row, &n);
+            rc = drv->kv_count(db, op->host, op->user, PENDING_STORE, &n);
             char *xml = NULL;
             size_t len = 0;
             if (rc == 0 && n < op->max_items)
@@ -609,9 +598,7 @@ static int run_broadcast(const storage_driver_t *drv, storage_db_t *db, op_t *op
 
 static int run_probe(const storage_driver_t *drv, storage_db_t *db, op_t *op)
 {
-    scram_creds_t creds;
-    int rc = drv->user_get(db, op->host, op->user, &creds);
-    explicit_bzero(&creds, sizeof(creds));
+    int rc = storage_user_exists(drv, db, op->host, op->user);
     if (rc == TERN_ENOENT) {
         op->actions |= ACT_REPLY_UNSUBSCRIBED;
         return 0;

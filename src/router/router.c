@@ -143,15 +143,12 @@ typedef struct {
     xml_stanza_t *st;
     jid_t from, to;
     tern_session_t *origin;
-    scram_creds_t creds;
 } account_check_t;
 
 static int check_account(const storage_driver_t *drv, storage_db_t *db, void *arg)
 {
     account_check_t *c = arg;
-    int r = drv->user_get(db, c->to.domain, c->to.local, &c->creds);
-    explicit_bzero(&c->creds, sizeof(c->creds));
-    return r;
+    return storage_user_exists(drv, db, c->to.domain, c->to.local);
 }
 
 static void account_checked(void *arg, int result)

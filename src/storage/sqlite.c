@@ -97,6 +97,7 @@ enum stmt_id {
     ST_KV_DEL,
     ST_KV_LIST,
     ST_KV_DEL_STORE,
+    ST_KV_COUNT,
     ST_ARCHIVE_APPEND,
     ST_ARCHIVE_SEQ,
     ST_ARCHIVE_EXPIRE_USER,
@@ -134,6 +135,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KV_LIST] = "SELECT key, value FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3"
                    " ORDER BY key",
     [ST_KV_DEL_STORE] = "DELETE FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3",
+    [ST_KV_COUNT] = "SELECT count(*) FROM kv WHERE host = ?1 AND username = ?2 AND store = ?3",
     [ST_ARCHIVE_APPEND] = "INSERT INTO archive (host, username, id, ts, with_bare, with_resource,"
                           " outgoing, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_ARCHIVE_SEQ] = "SELECT seq FROM archive WHERE host = ?1 AND username = ?2 AND id = ?3",
@@ -692,6 +694,24 @@ static int sqlite_kv_list(storage_db_t *h, const char *host, const char *user, c
     return ret;
 }
 
+static int sqlite_kv_count(storage_db_t *h, const char *host, const char *user, const char *store,
+                           size_t *count)
+{
+    *count = 0;
+    sqlite3_stmt *st = stmt_get(h, ST_KV_COUNT);
+    if (!st)
+        return TERN_EIO;
+    if (bind_host_user(st, host, user) != 0 || bind_text(st, 3, store) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(h, "bind");
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *count = (size_t)sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    return rc == SQLITE_ROW ? 0 : db_fail(h, "kv_count");
+}
+
 static int sqlite_kv_del_store(storage_db_t *h, const char *host, const char *user,
                                const char *store)
 {
@@ -1046,6 +1066,7 @@ const storage_driver_t storage_sqlite_driver = {
     .kv_put = sqlite_kv_put,
     .kv_del = sqlite_kv_del,
     .kv_list = sqlite_kv_list,
+    .kv_count = sqlite_kv_count,
     .kv_del_store = sqlite_kv_del_store,
     .begin = sqlite_begin,
     .commit = sqlite_commit,

@@ -65,6 +65,15 @@ struct storage {
 
 static const storage_driver_t *const drivers[] = {&storage_sqlite_driver};
 
+int storage_user_exists(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user)
+{
+    scram_creds_t creds;
+    int rc = drv->user_get(db, host, user, &creds);
+    explicit_bzero(&creds, sizeof(creds));
+    return rc;
+}
+
 const storage_driver_t *storage_driver_find(const char *name)
 {
     if (!name)

@@ -102,6 +102,9 @@ typedef struct storage_driver {
      * the driver. */
     int (*kv_list)(storage_db_t *db, const char *host, const char *user, const char *store,
                    int (*cb)(void *ud, const char *key, const char *value, size_t len), void *ud);
+    /* How many keys (host, user, store) has, without reading them. */
+    int (*kv_count)(storage_db_t *db, const char *host, const char *user, const char *store,
+                    size_t *count);
     /* Deletes every key of (host, user, store); 0 also when there were none. */
     int (*kv_del_store)(storage_db_t *db, const char *host, const char *user, const char *store);
 
@@ -131,6 +134,13 @@ typedef struct storage_driver {
 } storage_driver_t;
 
 extern const storage_driver_t storage_sqlite_driver;
+
+/* 0 if the account exists, TERN_ENOENT if not, another TERN_E* code on
+ * failure: for storage jobs that only need to know (an offline message, a
+ * subscription request for an account nobody is logged in as). The
+ * credentials read on the way are wiped. Storage thread only. */
+int storage_user_exists(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user);
 
 /* Looks up a driver by name ("sqlite"); NULL if unknown. */
 const storage_driver_t *storage_driver_find(const char *name);

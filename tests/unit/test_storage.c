@@ -798,6 +798,45 @@ static void test_archive_gone_with_account(void **state)
     d->close(db);
 }
 
+static int list_keys(void *ud, const char *key, const char *value, size_t len)
+{
+    char *out = ud;
+    strcat(out, key);
+    strcat(out, "=");
+    strncat(out, value, len);
+    strcat(out, ";");
+    return 0;
+}
+
+/* A store's keys: listed in key order, counted without being read, and
+ * deleted together, without touching other stores or accounts. */
+static void test_kv_store_ops(void **state)
+{
+    const fixture_t *f = *state;
+    const storage_driver_t *d = &storage_sqlite_driver;
+    storage_db_t *db = open_db(f);
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "offline", "002", "b", 1), 0);
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "offline", "001", "a", 1), 0);
+    assert_int_equal(d->kv_put(db, "a.example", "alice", "roster", "x", "r", 1), 0);
+    assert_int_equal(d->kv_put(db, "a.example", "bob", "offline", "001", "c", 1), 0);
+    size_t n = 99;
+    assert_int_equal(d->kv_count(db, "a.example", "alice", "offline", &n), 0);
+    assert_int_equal(n, 2);
+    char seen[128] = "";
+    assert_int_equal(d->kv_list(db, "a.example", "alice", "offline", list_keys, seen), 0);
+    assert_string_equal(seen, "001=a;002=b;");
+    assert_int_equal(d->kv_del_store(db, "a.example", "alice", "offline"), 0);
+    assert_int_equal(d->kv_count(db, "a.example", "alice", "offline", &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(d->kv_count(db, "a.example", "alice", "roster", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(d->kv_count(db, "a.example", "bob", "offline", &n), 0);
+    assert_int_equal(n, 1);
+    /* an account that does not exist */
+    assert_int_equal(storage_user_exists(d, db, "a.example", "nobody"), TERN_ENOENT);
+    d->close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -812,6 +851,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archive_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_gone_with_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_store_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_stop_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_stop_from_callback, setup, teardown),
