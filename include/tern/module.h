@@ -191,6 +191,17 @@ void tern_session_close(tern_session_t *s, const char *stream_error);
 /* Routes st (borrowed) as coming from its 'from'. st must not be changed
  * afterwards: it may be waiting in another worker's inbox. */
 void tern_route(tern_server_t *srv, xml_stanza_t *st);
+/* The error reply to st without routing it, for a module that adds an
+ * application-specific condition or sends it itself: from and to
+ * swapped, <error type=...><condition/><text/></error> appended, the
+ * payload kept unless strip_payload. NULL for an error or iq result
+ * (never answered). The caller owns the returned stanza. */
+xml_stanza_t *tern_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
+                               const char *text, bool strip_payload);
+/* tern_bounce without echoing the payload: for refusals under load, where
+ * sending a flood back would only double it. */
+void tern_bounce_bare(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                      const char *condition, const char *text);
 /* Routes st (borrowed) as if the session's client had just sent it (its
  * 'from' already stamped): the OUTBOUND hooks run, then routing; a missing
  * 'to' means the account itself. For modules that hold a client's stanza

@@ -653,21 +653,10 @@ static void enqueue(blk_t *b, acct_t *a, xml_stanza_t *st, tern_session_t *sessi
  * resource as not-acceptable with the <blocked/> condition. */
 static void bounce_blocked(tern_session_t *s, const xml_stanza_t *st)
 {
-    const xml_node_t *orig = xml_stanza_root(st);
-    const char *type = xml_node_attr(orig, "type");
-    if (type && (strcmp(type, "error") == 0 ||
-                 (strcmp(orig->name, "iq") == 0 && strcmp(type, "result") == 0)))
+    xml_stanza_t *err = tern_error_reply(st, "cancel", "not-acceptable", NULL, false);
+    if (!err)
         return; /* never answer an answer */
-    xml_stanza_t *err = xml_stanza_copy(st);
-    xml_node_t *root = xml_stanza_root(err);
-    const char *from = xml_node_attr(orig, "from");
-    const char *to = xml_node_attr(orig, "to");
-    xml_node_set_attr(root, "from", to);
-    xml_node_set_attr(root, "to", from);
-    xml_node_set_attr(root, "type", "error");
-    xml_node_t *e = xml_node_add_child(root, "error", NS_CLIENT);
-    xml_node_set_attr(e, "type", "cancel");
-    xml_node_add_child(e, "not-acceptable", NS_STANZAS);
+    xml_node_t *e = xml_node_child(xml_stanza_root(err), "error", NS_CLIENT);
     /* RFC 6120 §8.3.2: the text comes before the application condition. */
     xml_node_add_child_text(e, "text", NS_STANZAS, "You have blocked this JID");
     xml_node_add_child(e, "blocked", NS_BLOCKING_ERRORS);

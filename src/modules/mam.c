@@ -662,23 +662,7 @@ static bool refuse_busy(mam_t *m, const xml_stanza_t *st)
 {
     if (m->backlog < MAX_BACKLOG)
         return false;
-    const xml_node_t *orig = xml_stanza_root(st);
-    const char *from = xml_node_attr(orig, "from");
-    if (!from)
-        return true; /* nobody to tell: dropped, like an error to nobody */
-    xml_stanza_t *err = xml_stanza_new("message", NS_CLIENT);
-    xml_node_t *root = xml_stanza_root(err);
-    xml_node_set_attr(root, "from", xml_node_attr(orig, "to"));
-    xml_node_set_attr(root, "to", from);
-    xml_node_set_attr(root, "id", xml_node_attr(orig, "id"));
-    xml_node_set_attr(root, "type", "error");
-    xml_node_t *e = xml_node_add_child(root, "error", NS_CLIENT);
-    xml_node_set_attr(e, "type", "wait");
-    xml_node_add_child(e, "resource-constraint", NS_STANZAS);
-    xml_node_t *t = xml_node_add_child_text(e, "text", NS_STANZAS, "the message archive is busy");
-    xml_node_set_attr(t, "xml:lang", "en");
-    tern_route(m->srv, err);
-    xml_stanza_unref(err);
+    tern_bounce_bare(m->srv, st, "wait", "resource-constraint", "the message archive is busy");
     return true;
 }
 

@@ -100,18 +100,7 @@ static bool deliver(tern_session_t *s, xml_stanza_t *st)
  * sender would only double it. */
 static void bounce_congested(tern_server_t *srv, xml_stanza_t *st)
 {
-    xml_stanza_t *err =
-        stanza_error_reply(st, "wait", "resource-constraint", "the recipient is not reading");
-    if (!err)
-        return;
-    xml_node_t *root = xml_stanza_root(err);
-    for (xml_node_t *c = root->children, *n; c; c = n) {
-        n = c->next;
-        if (!xml_node_is(c, "error", NS_CLIENT))
-            xml_node_detach(c);
-    }
-    tern_route(srv, err);
-    xml_stanza_unref(err);
+    tern_bounce_bare(srv, st, "wait", "resource-constraint", "the recipient is not reading");
 }
 
 /* iq get/set addressed to the server or on behalf of an account. */
@@ -452,4 +441,29 @@ void tern_stamp_delay(xml_node_t *root, const char *from, time_t when, const cha
     xml_node_set_attr(d, "stamp", stamp);
     if (reason)
         xml_node_add_text(d, reason, strlen(reason));
+}
+
+xml_stanza_t *tern_error_reply(const xml_stanza_t *st, const char *type, const char *condition,
+                               const char *text, bool strip_payload)
+{
+    xml_stanza_t *err = stanza_error_reply(st, type, condition, text);
+    if (!err || !strip_payload)
+        return err;
+    xml_node_t *root = xml_stanza_root(err);
+    for (xml_node_t *c = root->children, *n; c; c = n) {
+        n = c->next;
+        if (!xml_node_is(c, "error", NS_CLIENT))
+            xml_node_detach(c);
+    }
+    return err;
+}
+
+void tern_bounce_bare(tern_server_t *srv, const xml_stanza_t *st, const char *type,
+                      const char *condition, const char *text)
+{
+    xml_stanza_t *err = tern_error_reply(st, type, condition, text, true);
+    if (!err)
+        return;
+    tern_route(srv, err);
+    xml_stanza_unref(err);
 }
