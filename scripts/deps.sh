@@ -4,7 +4,7 @@
 #   scripts/deps.sh test   plus what the test suite needs
 #   scripts/deps.sh bench  plus the peers, tools and SQLite backends of bench/run
 set -eu
-RUN_PKGS="gcc make pkg-config libuv1-dev libexpat1-dev libssl-dev libsqlite3-dev libidn2-dev libicu-dev openssl"
+RUN_PKGS="gcc make pkg-config libuv1-dev libexpat1-dev libssl-dev libsqlite3-dev libidn2-dev libicu-dev libhttp-parser-dev libwslay-dev openssl"
 TEST_PKGS="$RUN_PKGS libcmocka-dev clang clang-format libclang-rt-14-dev python3-slixmpp python3-pytest libstrophe-dev"
 # Prosody and ejabberd with their SQLite drivers (the same storage type as
 # Tern), gnuplot for the chart, valgrind for callgrind counts, tsung for the

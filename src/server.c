@@ -5,6 +5,7 @@
  * module API.
  */
 #include "server.h"
+#include "http/http.h"
 #include "shard.h"
 
 #include <errno.h>
@@ -82,7 +83,9 @@ static int load_certificates(tern_server_t *srv, const config_t *cfg, char *err,
         if (ensure_certificate(h, err, errlen) != 0)
             return -1;
         if (tls_ctx_add_host(srv->tls, h->domain, h->certificate, h->key, err, errlen) != 0 ||
-            tls_ctx_add_host(srv->tls_direct, h->domain, h->certificate, h->key, err, errlen) != 0)
+            tls_ctx_add_host(srv->tls_direct, h->domain, h->certificate, h->key, err, errlen) !=
+                0 ||
+            tls_ctx_add_host(srv->tls_http, h->domain, h->certificate, h->key, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -105,12 +108,16 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
 
     srv->tls = tls_ctx_new();
     srv->tls_direct = tls_ctx_new();
-    if (!srv->tls || !srv->tls_direct) {
+    srv->tls_http = tls_ctx_new();
+    hashmap_init(&srv->bosh_sids);
+    pthread_mutex_init(&srv->bosh_mu, NULL);
+    if (!srv->tls || !srv->tls_direct || !srv->tls_http) {
         snprintf(err, errlen, "cannot create TLS context");
         server_free(srv);
         return NULL;
     }
     tls_ctx_set_alpn(srv->tls_direct, "xmpp-client");
+    tls_ctx_set_alpn(srv->tls_http, "http/1.1");
     if (load_certificates(srv, cfg, err, errlen) != 0) {
         server_free(srv);
         return NULL;
@@ -160,6 +167,7 @@ static void on_sweep(uv_timer_t *t)
     tern_server_t *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     c2s_sweep(srv, now);
+    http_sweep(srv, now);
     if (srv->shard_index == 0) {
         throttle_prune(&srv->auth_fail_ip, srv->cfg->auth_window, now);
         throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
@@ -222,7 +230,12 @@ int server_start(tern_server_t *srv, char *err, size_t errlen)
         if (cfg->c2s_tls_port &&
             c2s_listen(srv, cfg->listen[i], cfg->c2s_tls_port, true, err, errlen))
             return -1;
+        if (cfg->https_port && http_listen(srv, cfg->listen[i], cfg->https_port, true, err, errlen))
+            return -1;
     }
+    for (size_t i = 0; cfg->http_port && cfg->http_listen && cfg->http_listen[i]; i++)
+        if (http_listen(srv, cfg->http_listen[i], cfg->http_port, false, err, errlen))
+            return -1;
     uv_check_init(srv->loop, &srv->flush_check);
     uv_prepare_init(srv->loop, &srv->flush_prepare);
     srv->flush_check.data = srv->flush_prepare.data = srv;
@@ -258,6 +271,7 @@ void server_shutdown(tern_server_t *srv)
 {
     srv->shutting_down = true;
     c2s_close_listeners(srv);
+    http_close_listeners(srv);
     if (!srv->timers_started) {
         /* Start-up failed half way: nothing is connected yet. */
         if (srv->storage) {
@@ -267,6 +281,8 @@ void server_shutdown(tern_server_t *srv)
         return;
     }
     c2s_shutdown_all(srv);
+    /* BOSH requests have had their answers; nothing else waits on HTTP. */
+    http_shutdown_all(srv);
     /* The sweep finishes the job: it closes streams that do not finish
      * closing within 3 s, then the storage queue and the handles. */
     if (uv_is_active((uv_handle_t *)&srv->sweep_timer))
@@ -292,7 +308,9 @@ int server_reload(tern_server_t *srv)
             continue;
         if (tls_ctx_add_host(srv->tls, h->domain, h->certificate, h->key, err, sizeof(err)) != 0 ||
             tls_ctx_add_host(srv->tls_direct, h->domain, h->certificate, h->key, err,
-                             sizeof(err)) != 0)
+                             sizeof(err)) != 0 ||
+            tls_ctx_add_host(srv->tls_http, h->domain, h->certificate, h->key, err, sizeof(err)) !=
+                0)
             log_error("main", "reload: %s", err);
     }
     int lvl = log_level_parse(ncfg->log_level);
@@ -354,6 +372,14 @@ void server_free(tern_server_t *srv)
         tls_ctx_free(srv->tls);
     if (srv->tls_direct)
         tls_ctx_free(srv->tls_direct);
+    if (srv->tls_http)
+        tls_ctx_free(srv->tls_http);
+    size_t bit = 0;
+    void *bv;
+    while (hashmap_next(&srv->bosh_sids, &bit, NULL, &bv))
+        free(bv);
+    hashmap_free(&srv->bosh_sids);
+    pthread_mutex_destroy(&srv->bosh_mu);
     throttle_free(&srv->auth_fail_ip);
     throttle_free(&srv->auth_fail_account);
     size_t it = 0;

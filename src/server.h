@@ -114,6 +114,15 @@ struct tern_server {
     tern_host_t *hosts;
     size_t nhosts;
     c2s_listener_t *listeners;
+    /* Web transports (src/http): listeners, open HTTP connections, this
+     * worker's BOSH sessions; worker 0's bosh_sids maps every BOSH sid of
+     * the process to its worker (under bosh_mu). */
+    tls_ctx_t *tls_http; /* same certificates, ALPN http/1.1 */
+    struct http_listener *http_listeners;
+    struct http_conn *http_conns;
+    struct bosh *bosh_sessions;
+    hashmap_t bosh_sids;
+    pthread_mutex_t bosh_mu;
     struct tern_session *all_sessions; /* every open connection, for sweeps */
     struct tern_session *cork_list;    /* sessions with output to flush */
     uv_check_t flush_check;            /* flushes after each round of I/O */

@@ -12,7 +12,7 @@
 #include "core/common.h"
 #include "core/log.h"
 
-typedef enum { MSG_STANZA, MSG_SESSION, MSG_SHUTDOWN, MSG_RELOAD } shard_msg_kind_t;
+typedef enum { MSG_STANZA, MSG_SESSION, MSG_CALL, MSG_SHUTDOWN, MSG_RELOAD } shard_msg_kind_t;
 
 /* Stanza bytes an inbox may hold before senders get resource-constraint:
  * a client flooding an account on another worker must not queue without
@@ -25,7 +25,9 @@ struct shard_msg {
     size_t bytes;      /* MSG_STANZA: counted against INBOX_MAX_BYTES */
     xml_stanza_t *st;  /* MSG_STANZA: one reference */
     tern_session_t *s; /* MSG_SESSION: the connection's reference */
-    int fd;            /* MSG_SESSION: socket */
+    int fd;            /* MSG_SESSION, MSG_CALL: socket or -1 */
+    shard_call_fn fn;  /* MSG_CALL */
+    void *arg;         /* MSG_CALL */
     struct shard_msg *next;
 };
 
@@ -88,8 +90,11 @@ static void drop_msg(struct shard_msg *m)
     if (m->kind == MSG_STANZA) {
         xml_stanza_unref(m->st);
     } else if (m->kind == MSG_SESSION) {
-        close(m->fd);
+        if (m->fd >= 0)
+            close(m->fd);
         tern_session_unref(m->s);
+    } else if (m->kind == MSG_CALL) {
+        m->fn(NULL, m->arg, m->fd);
     }
     free(m);
 }
@@ -142,6 +147,9 @@ static void on_inbox(uv_async_t *h)
             break;
         case MSG_SESSION:
             c2s_adopt(srv, m->s, m->fd);
+            break;
+        case MSG_CALL:
+            m->fn(srv, m->arg, m->fd);
             break;
         case MSG_SHUTDOWN:
             if (!srv->shutting_down)
@@ -206,6 +214,19 @@ bool shard_post_session(tern_server_t *srv, unsigned owner, tern_session_t *s, i
     m->s = s;
     m->fd = fd;
     if (post(shard_server(srv, owner), m))
+        return true;
+    free(m);
+    return false;
+}
+
+bool shard_post_call(tern_server_t *srv, unsigned to, shard_call_fn fn, void *arg, int fd)
+{
+    struct shard_msg *m = tern_xcalloc(1, sizeof(*m));
+    m->kind = MSG_CALL;
+    m->fn = fn;
+    m->arg = arg;
+    m->fd = fd;
+    if (post(shard_server(srv, to), m))
         return true;
     free(m);
     return false;

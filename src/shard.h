@@ -54,6 +54,12 @@ bool shard_forward(tern_server_t *srv, unsigned owner, xml_stanza_t *st);
  * of its socket, to worker owner. False if owner is gone (shutting down):
  * the caller keeps both. */
 bool shard_post_session(tern_server_t *srv, unsigned owner, struct tern_session *s, int fd);
+/* Runs fn(dst, arg, fd) on worker `to`'s loop, dst being that worker's
+ * server. If the message is dropped undelivered (the worker stopped), fn
+ * runs with dst NULL on whichever thread drops it and must release arg
+ * and fd. False when `to` is gone already: nothing was taken. */
+typedef void (*shard_call_fn)(tern_server_t *dst, void *arg, int fd);
+bool shard_post_call(tern_server_t *srv, unsigned to, shard_call_fn fn, void *arg, int fd);
 /* Worker 0: passes a signal's work on to every other worker. */
 void shards_broadcast_shutdown(tern_server_t *srv);
 void shards_broadcast_reload(tern_server_t *srv);

@@ -52,7 +52,6 @@ static void hard_close(tern_session_t *s);
 static void try_migrate(tern_session_t *s);
 static void send_raw(tern_session_t *s, const char *data, size_t len);
 static void read_start(tern_session_t *s);
-static void c2s_input(tern_session_t *s, const char *data, size_t len);
 static void on_stream_open(void *ud, const char *name, const char *ns, const char **attrs);
 static void on_stanza(void *ud, xml_stanza_t *st);
 static void on_stream_close(void *ud);
@@ -74,6 +73,8 @@ void tern_session_unref(tern_session_t *s)
     if (--s->refs > 0)
         return;
     c2s_sm_free(s);
+    if (s->framing && s->xport)
+        s->framing->free(s);
     if (s->tls)
         tls_conn_free(s->tls);
     if (s->parser)
@@ -181,9 +182,8 @@ static void uncount_ip(tern_session_t *s)
 /* The connection of a resumable session is gone (XEP-0198 §5): socket,
  * TLS and parser go, the session stays bound and available and queues
  * what it is sent until c2s_take_over or the sweep's expiry. */
-static void on_hibernated(uv_handle_t *h)
+static void hibernated(tern_session_t *s)
 {
-    tern_session_t *s = h->data;
     /* Outside every callback of the connection now: nothing is inside
      * the parser or TLS any more. */
     if (s->tls) {
@@ -207,7 +207,14 @@ static void on_hibernated(uv_handle_t *h)
     free(s->held);
     s->held = NULL;
     s->held_len = 0;
+    if (s->framing && s->xport)
+        s->framing->free(s);
     tern_session_unref(s); /* the connection's reference */
+}
+
+static void on_hibernated(uv_handle_t *h)
+{
+    hibernated(h->data);
 }
 
 static void hibernate(tern_session_t *s)
@@ -230,6 +237,11 @@ static void hibernate(tern_session_t *s)
      * new connection takes the session over. The session stays on the
      * sweep list, which expires it. */
     tern_session_ref(s);
+    if (s->socketless) {
+        s->framing->close(s);
+        hibernated(s);
+        return;
+    }
     uv_close((uv_handle_t *)&s->tcp, on_hibernated);
 }
 
@@ -247,7 +259,7 @@ static void hibernation_end(tern_session_t *s)
 
 static void hard_close(tern_session_t *s)
 {
-    if (s->state >= C2S_CLOSED || uv_is_closing((uv_handle_t *)&s->tcp))
+    if (s->state >= C2S_CLOSED || (!s->socketless && uv_is_closing((uv_handle_t *)&s->tcp)))
         return;
     if (s->state == C2S_OPEN && !s->ending && c2s_sm_resumable(s) && !s->srv->shutting_down) {
         hibernate(s);
@@ -260,7 +272,17 @@ static void hard_close(tern_session_t *s)
         xml_parser_stop(s->parser);
     unlink_all(s);
     uncount_ip(s);
+    if (s->socketless) {
+        s->framing->close(s);
+        tern_session_unref(s); /* the connection's reference */
+        return;
+    }
     uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+void c2s_lost(tern_session_t *s)
+{
+    hard_close(s);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -278,6 +300,11 @@ static void begin_shutdown(tern_session_t *s)
 {
     if (s->state >= C2S_CLOSED)
         return;
+    if (s->socketless) {
+        /* The transport has the last words (BOSH: a terminate body). */
+        hard_close(s);
+        return;
+    }
     uv_shutdown_t *req = tern_xmalloc(sizeof(*req));
     req->data = tern_session_ref(s);
     if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) != 0) {
@@ -408,20 +435,30 @@ static void flush_cork(tern_session_t *s)
     }
     size_t len = s->cork_len;
     s->cork_len = 0;
-    if (s->tls) {
-        if (tls_conn_write(s->tls, s->cork, len) == TLS_ERROR) {
-            hard_close(s);
-            return;
-        }
-        flush_tls(s);
-    } else {
-        write_bytes(s, s->cork, len);
-    }
+    if (s->framing)
+        s->framing->output(s, s->cork, len);
+    else
+        c2s_write_wire(s, s->cork, len);
     /* A burst's buffer is not kept for an idle connection. */
     if (s->cork_cap > CORK_KEEP_MAX) {
         free(s->cork);
         s->cork = NULL;
         s->cork_cap = 0;
+    }
+}
+
+void c2s_write_wire(tern_session_t *s, const char *data, size_t len)
+{
+    if (s->state >= C2S_CLOSED)
+        return;
+    if (s->tls) {
+        if (tls_conn_write(s->tls, data, len) == TLS_ERROR) {
+            hard_close(s);
+            return;
+        }
+        flush_tls(s);
+    } else {
+        write_bytes(s, data, len);
     }
 }
 
@@ -545,6 +582,11 @@ static void send_header(tern_session_t *s, const char *from_domain, const char *
         memset(rnd, 0x5a, sizeof(rnd));
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    s->header_sent = true;
+    if (s->framing) {
+        s->framing->header(s, id, from_domain, s->lang ? s->lang : "en");
+        return;
+    }
     char *buf = NULL;
     size_t len = 0, cap = 0;
     append_lit(&buf, &len, &cap,
@@ -563,6 +605,17 @@ static void send_header(tern_session_t *s, const char *from_domain, const char *
     send_raw(s, buf, len);
     free(buf);
     s->header_sent = true;
+}
+
+/* </stream:stream>, or what the transport has instead. */
+static void send_stream_end(tern_session_t *s)
+{
+    if (s->framing) {
+        flush_cork(s);
+        s->framing->end(s);
+    } else {
+        send_str(s, "</stream:stream>");
+    }
 }
 
 /* Closes the stream with an optional RFC 6120 §4.9.3 condition. */
@@ -608,7 +661,7 @@ void c2s_close_ext(tern_session_t *s, const char *cond, const char *text, const 
         free(buf);
     }
     if (s->header_sent)
-        send_str(s, "</stream:stream>");
+        send_stream_end(s);
     flush_cork(s);
     if (s->tls && s->state != C2S_CLOSED) {
         tls_conn_shutdown(s->tls);
@@ -680,6 +733,8 @@ static const char *const mechs_tls[] = {"SCRAM-SHA-512-PLUS",
                                         "SCRAM-SHA-1",
                                         "PLAIN",
                                         NULL};
+static const char *const mechs_proxied[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1",
+                                            "PLAIN", NULL};
 static const char *const mechs_clear[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", NULL};
 static const char *const cbs_tls13[] = {"tls-exporter", "tls-server-end-point", NULL};
 static const char *const cbs_tls12[] = {"tls-server-end-point", NULL};
@@ -690,6 +745,11 @@ void c2s_offered_mechs(const tern_session_t *s, const char *const **mechs, const
     if (s->secure && s->tls) {
         *mechs = mechs_tls;
         *cbs = tls_conn_is_tls13(s->tls) ? cbs_tls13 : cbs_tls12;
+    } else if (s->secure) {
+        /* Encrypted by a proxy in front of the plain HTTP port: nothing to
+         * bind to, but PLAIN is as safe as the proxy's TLS. */
+        *mechs = mechs_proxied;
+        *cbs = cbs_none;
     } else {
         *mechs = mechs_clear;
         *cbs = cbs_none;
@@ -704,7 +764,7 @@ static void send_features(tern_session_t *s)
     char num[32];
 
     if (!s->authenticated) {
-        if (!s->secure) {
+        if (!s->secure && !s->framing) {
             xml_node_t *tls = xml_node_add_child(root, "starttls", NS_TLS);
             if (cfg->require_encryption)
                 xml_node_add_child(tls, "required", NS_TLS);
@@ -830,6 +890,11 @@ static void on_stream_close(void *ud)
 
 static void handle_starttls(tern_session_t *s)
 {
+    if (s->framing) {
+        /* TLS for web transports is the HTTP connection's (wss, https). */
+        c2s_close(s, "policy-violation", "STARTTLS is not offered on this transport");
+        return;
+    }
     if (s->secure || s->tls) {
         c2s_close(s, "policy-violation", "TLS already negotiated");
         return;
@@ -1045,7 +1110,15 @@ static void hold_input(tern_session_t *s, const char *data, size_t len)
     s->held_len += len;
 }
 
-static void c2s_input(tern_session_t *s, const char *data, size_t len)
+void c2s_input(tern_session_t *s, const char *data, size_t len)
+{
+    if (s->framing && s->framing->input)
+        s->framing->input(s, data, len);
+    else
+        c2s_stream_input(s, data, len);
+}
+
+void c2s_stream_input(tern_session_t *s, const char *data, size_t len)
 {
     while (len > 0 && s->state == C2S_OPEN) {
         if (s->paused) {
@@ -1138,7 +1211,8 @@ void c2s_session_pause(tern_session_t *s)
     s->paused = true;
     s->pending_action = ACT_PAUSE;
     xml_parser_stop(s->parser);
-    uv_read_stop((uv_stream_t *)&s->tcp);
+    if (!s->socketless)
+        uv_read_stop((uv_stream_t *)&s->tcp);
 }
 
 void c2s_session_resume(tern_session_t *s)
@@ -1155,7 +1229,7 @@ void c2s_session_resume(tern_session_t *s)
     s->held = NULL;
     s->held_len = 0;
     if (held_len)
-        c2s_input(s, held, held_len);
+        c2s_stream_input(s, held, held_len);
     free(held);
     if (!s->paused && s->state == C2S_OPEN)
         drain_tls(s);
@@ -1206,12 +1280,70 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void read_start(tern_session_t *s)
 {
+    if (s->socketless)
+        return;
     if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) != 0)
         hard_close(s);
 }
 
 /* ------------------------------------------------------------------ */
 /* accept                                                              */
+
+static tern_session_t *session_alloc(tern_server_t *srv, const char *kind)
+{
+    tern_session_t *s = tern_xcalloc(1, sizeof(*s));
+    s->srv = srv;
+    s->refs = 1;
+    s->migrate_to = -1;
+    s->id = ++srv->next_conn_id;
+    if (srv->shards)
+        snprintf(s->tag, sizeof(s->tag), "%s#%u.%llu", kind, srv->shard_index,
+                 (unsigned long long)s->id);
+    else
+        snprintf(s->tag, sizeof(s->tag), "%s#%llu", kind, (unsigned long long)s->id);
+    s->opened_ms = s->last_rx_ms = uv_now(srv->loop);
+    return s;
+}
+
+tern_session_t *c2s_session_new(tern_server_t *srv, const char *ip, const char *kind)
+{
+    tern_session_t *s = session_alloc(srv, kind);
+    snprintf(s->ip, sizeof(s->ip), "%s", ip);
+    unsigned limit = srv->cfg->max_connections_per_ip;
+    unsigned n = count_ip(s);
+    if ((limit && n >= limit) || srv->shutting_down) {
+        uncount_ip(s);
+        free(s);
+        return NULL;
+    }
+    s->parser = xml_parser_new(&parser_cb, s, srv->cfg->max_stanza_size);
+    if (!s->parser) {
+        uncount_ip(s);
+        free(s);
+        return NULL;
+    }
+    link_all(s);
+    s->state = C2S_OPEN;
+    return s;
+}
+
+int c2s_attach_socket(tern_session_t *s, int fd, tls_conn_t *tls)
+{
+    s->tls = tls;
+    s->secure = s->secure || tls != NULL;
+    uv_tcp_init(s->srv->loop, &s->tcp);
+    s->tcp.data = s;
+    if (uv_tcp_open(&s->tcp, fd) != 0) {
+        close(fd);
+        s->socketless = false;
+        hard_close(s);
+        return -1;
+    }
+    uv_tcp_nodelay(&s->tcp, 1);
+    uv_tcp_keepalive(&s->tcp, 1, 120);
+    read_start(s);
+    return 0;
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -1221,16 +1353,7 @@ static void on_connection(uv_stream_t *server, int status)
         log_warn("c2s", "accept failed: %s", uv_strerror(status));
         return;
     }
-    tern_session_t *s = tern_xcalloc(1, sizeof(*s));
-    s->srv = srv;
-    s->refs = 1;
-    s->migrate_to = -1;
-    s->id = ++srv->next_conn_id;
-    if (srv->shards)
-        snprintf(s->tag, sizeof(s->tag), "c2s#%u.%llu", srv->shard_index,
-                 (unsigned long long)s->id);
-    else
-        snprintf(s->tag, sizeof(s->tag), "c2s#%llu", (unsigned long long)s->id);
+    tern_session_t *s = session_alloc(srv, "c2s");
     uv_tcp_init(srv->loop, &s->tcp);
     s->tcp.data = s;
     if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
@@ -1250,7 +1373,6 @@ static void on_connection(uv_stream_t *server, int status)
     /* Half-open connections (peer vanished without FIN) are found by TCP
      * keepalive even when the idle timeout is long. */
     uv_tcp_keepalive(&s->tcp, 1, 120);
-    s->opened_ms = s->last_rx_ms = uv_now(srv->loop);
     link_all(s);
     s->state = C2S_OPEN;
 
@@ -1301,19 +1423,25 @@ void c2s_plan_migration(tern_session_t *s)
     /* Input after <success/> (the client's next stream header, maybe more)
      * is held and parsed by the new owner. */
     s->paused = true;
-    uv_read_stop((uv_stream_t *)&s->tcp);
+    if (!s->socketless)
+        uv_read_stop((uv_stream_t *)&s->tcp);
 }
 
-static void on_migrate_closed(uv_handle_t *h)
+static void on_migrate_posted(tern_session_t *s)
 {
-    tern_session_t *s = h->data;
     if (!shard_post_session(s->srv, (unsigned)s->migrate_to, s, s->migrate_fd)) {
         log_info(s->tag, "worker %d is stopping: connection dropped", s->migrate_to);
-        close(s->migrate_fd);
+        if (s->migrate_fd >= 0)
+            close(s->migrate_fd);
         s->state = C2S_CLOSED;
         uncount_ip(s);
         tern_session_unref(s);
     }
+}
+
+static void on_migrate_closed(uv_handle_t *h)
+{
+    on_migrate_posted(h->data);
 }
 
 /* Runs when the session's output may have drained: from the flush after
@@ -1329,17 +1457,29 @@ static void try_migrate(tern_session_t *s)
         c2s_close(s, "system-shutdown", NULL);
         return;
     }
+    tern_server_t *to = shard_server(s->srv, (unsigned)s->migrate_to);
+    tern_host_t *host = server_find_host(to, s->host->domain);
+    if (!host) {
+        hard_close(s);
+        return;
+    }
+    if (s->socketless) {
+        /* Nothing to close on this loop: the transport lets go of what
+         * it has here (BOSH: its held requests), the session travels. */
+        if (!s->framing->migrate(s, (unsigned)s->migrate_to))
+            return;
+        log_debug(s->tag, "moving to worker %d", s->migrate_to);
+        s->migrating = true;
+        unlink_all(s);
+        s->host = host;
+        s->migrate_fd = -1;
+        on_migrate_posted(s);
+        return;
+    }
     uv_os_fd_t fd;
     int dup_fd = -1;
     if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0 ||
         (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-        hard_close(s);
-        return;
-    }
-    tern_server_t *to = shard_server(s->srv, (unsigned)s->migrate_to);
-    tern_host_t *host = server_find_host(to, s->host->domain);
-    if (!host) {
-        close(dup_fd);
         hard_close(s);
         return;
     }
@@ -1357,6 +1497,17 @@ void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd)
     s->srv = srv;
     s->migrate_to = -1;
     s->migrating = false;
+    if (s->socketless) {
+        link_all(s);
+        s->last_rx_ms = uv_now(srv->loop);
+        s->framing->adopted(s);
+        if (srv->shutting_down) {
+            c2s_close(s, "system-shutdown", NULL);
+            return;
+        }
+        c2s_session_resume(s);
+        return;
+    }
     uv_tcp_init(srv->loop, &s->tcp);
     s->tcp.data = s;
     if (uv_tcp_open(&s->tcp, fd) != 0) {
@@ -1456,13 +1607,14 @@ void c2s_sweep(tern_server_t *srv, uint64_t now)
             c2s_sm_sweep(s);
         if (!s->bound && now - s->opened_ms > (uint64_t)cfg->handshake_timeout * 1000) {
             c2s_close(s, "connection-timeout", "authentication took too long");
-        } else if (now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000) {
+        } else if (!s->socketless && now - s->last_rx_ms > (uint64_t)cfg->idle_timeout * 1000) {
             if (c2s_sm_resumable(s)) {
                 /* XEP-0198 §5: an idle timeout is a lost connection, not
                  * the end of the session. The error is said best-effort;
                  * the socket goes at once. */
                 send_str(s, "<stream:error><connection-timeout xmlns='" NS_STREAMS
-                            "'/></stream:error></stream:stream>");
+                            "'/></stream:error>");
+                send_stream_end(s);
                 flush_cork(s);
                 hard_close(s);
             } else {

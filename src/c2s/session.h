@@ -29,6 +29,33 @@ typedef enum {
 
 typedef struct sm_state sm_state_t;
 
+/* A transport that frames the XML stream differently from TCP: WebSocket
+ * (RFC 7395, src/http/websocket.c) or BOSH (XEP-0206, src/http/bosh.c).
+ * The c2s layer keeps the stream state machine, SASL and routing; the
+ * transport only changes how the stream looks on the wire. */
+typedef struct c2s_framing {
+    const char *name;
+    /* Bytes from the connection (after TLS); NULL when the transport feeds
+     * c2s_stream_input itself (BOSH). */
+    void (*input)(tern_session_t *s, const char *data, size_t len);
+    /* Instead of our <stream:stream> header. */
+    void (*header)(tern_session_t *s, const char *id, const char *from, const char *lang);
+    /* The corked output: complete top-level elements as the c2s layer
+     * serialises them (see xml/frame.h). */
+    void (*output)(tern_session_t *s, const char *data, size_t len);
+    /* Instead of </stream:stream>; output before it has been flushed. */
+    void (*end)(tern_session_t *s);
+    /* Socketless transports: the session's connection is gone (closed or
+     * hibernated); let go of everything that refers to it. */
+    void (*close)(tern_session_t *s);
+    /* Socketless: the session leaves for worker `to` / has arrived. */
+    /* false: not now (try again at the next flush). */
+    bool (*migrate)(tern_session_t *s, unsigned to);
+    void (*adopted)(tern_session_t *s);
+    /* Frees s->xport and sets it to NULL. */
+    void (*free)(tern_session_t *s);
+} c2s_framing_t;
+
 typedef struct directed_presence {
     char *jid;
     struct directed_presence *next;
@@ -61,6 +88,12 @@ struct tern_session {
 
     tls_conn_t *tls;
     xml_parser_t *parser;
+
+    /* Web transports (NULL for TCP). A socketless session (BOSH) has no
+     * tcp handle: its input and output travel in HTTP requests. */
+    const c2s_framing_t *framing;
+    void *xport; /* the transport's state, owned */
+    bool socketless;
 
     /* Output: bytes not yet handed to the kernel. */
     char *out;
@@ -125,6 +158,26 @@ struct tern_session {
  * derivation, storage); resume re-feeds what arrived meanwhile. */
 void c2s_session_pause(tern_session_t *s);
 void c2s_session_resume(tern_session_t *s);
+
+/* ---- transports (src/http) ---- */
+/* A new session for a web transport from address ip, counted and on the
+ * sweep list, its parser waiting for a header; NULL (nothing to undo)
+ * when the address has too many connections. The caller sets framing and
+ * xport and, for a socketed one, calls c2s_attach_socket. */
+tern_session_t *c2s_session_new(tern_server_t *srv, const char *ip, const char *kind);
+/* Gives the session the socket fd (and TLS state, owned from now on) of an
+ * HTTP connection that upgraded; starts reading. Returns 0 or -1 (then
+ * the session is closed). */
+int c2s_attach_socket(tern_session_t *s, int fd, tls_conn_t *tls);
+/* Bytes for the connection (after framing): through TLS if any. */
+void c2s_write_wire(tern_session_t *s, const char *data, size_t len);
+/* Plaintext from the connection: through the framing's input if any. */
+void c2s_input(tern_session_t *s, const char *data, size_t len);
+/* XML stream bytes for the parser (a transport's decoded input). */
+void c2s_stream_input(tern_session_t *s, const char *data, size_t len);
+/* The connection is gone without a goodbye (hibernates a resumable
+ * session, like a lost TCP connection). */
+void c2s_lost(tern_session_t *s);
 
 /* Stream primitives shared by c2s.c and auth.c. */
 void c2s_close(tern_session_t *s, const char *cond, const char *text);

@@ -127,6 +127,45 @@ static const opt_t options[] = {
     {"disabled_modules", OPT_NAMES, SRV(disabled_modules), .def = "",
      .help = "Modules not to load, comma-separated."},
 
+    {"http_port", OPT_UINT, SRV(http_port), .max = 65535, .def = "5280",
+     .help = "Plain HTTP port for BOSH and WebSocket clients (and XEP-0156 host-meta);\n"
+             "0 turns it off. It binds http_listen, loopback by default: put a TLS\n"
+             "proxy in front of it or use https_port."},
+    {"http_listen", OPT_ADDRESSES, SRV(http_listen), .def = "127.0.0.1",
+     .help = "Addresses the plain HTTP port binds."},
+    {"https_port", OPT_UINT, SRV(https_port), .max = 65535, .def = "5443",
+     .help = "HTTPS port (BOSH, WebSocket, host-meta) on the `listen` addresses; 0 = off."},
+    {"http_plain_secure", OPT_BOOL, SRV(http_plain_secure), .def = "yes",
+     .help = "Treat sessions on the plain HTTP port as encrypted (it serves loopback\n"
+             "or a TLS-terminating proxy), so require_encryption lets them log in."},
+    {"bosh_path", OPT_STRING, SRV(bosh_path), .def = "/http-bind",
+     .help = "URL path of the BOSH endpoint."},
+    {"websocket_path", OPT_STRING, SRV(websocket_path), .def = "/xmpp-websocket",
+     .help = "URL path of the WebSocket endpoint."},
+    {"cors_origins", OPT_LIST, SRV(cors_origins), .def = "*", .reloadable = true,
+     .help = "Web origins allowed to use BOSH and WebSocket from a browser (CORS and\n"
+             "the WebSocket Origin check), comma-separated, e.g. https://chat.example.org;\n"
+             "* allows every origin."},
+    {"http_max_body", OPT_SIZE, SRV(http_max_body), .min = 1024, .max = 64ULL << 20, .def = "256K",
+     .reloadable = true,
+     .help = "Largest HTTP request body (a BOSH request); larger ones get 413."},
+    {"http_timeout", OPT_DURATION, SRV(http_timeout), .min = 1, .max = 3600, .def = "30s",
+     .reloadable = true,
+     .help = "Time an HTTP client has to send a complete request, and an idle\n"
+             "keep-alive connection is kept."},
+    {"bosh_max_wait", OPT_DURATION, SRV(bosh_max_wait), .min = 1, .max = 3600, .def = "60s",
+     .reloadable = true,
+     .help = "Longest a BOSH request is held waiting for data (XEP-0124 wait)."},
+    {"bosh_max_inactivity", OPT_DURATION, SRV(bosh_max_inactivity), .min = 2, .max = 3600,
+     .def = "60s", .reloadable = true,
+     .help = "Time without a request before a BOSH session ends (XEP-0124 inactivity)."},
+    {"bosh_max_pause", OPT_DURATION, SRV(bosh_max_pause), .min = 2, .max = 86400, .def = "120s",
+     .reloadable = true, .help = "Longest pause a BOSH client may ask for (XEP-0124 maxpause)."},
+    {"bosh_max_requests", OPT_UINT, SRV(bosh_max_requests), .min = 2, .max = 16, .def = "2",
+     .reloadable = true, .help = "Simultaneous requests per BOSH session (XEP-0124 requests)."},
+    {"bosh_max_hold", OPT_UINT, SRV(bosh_max_hold), .min = 1, .max = 15, .def = "1",
+     .reloadable = true, .help = "Requests a BOSH session may have held (XEP-0124 hold)."},
+
     {"certificate", OPT_STRING, HOST(certificate), .reloadable = true,
      .help = "PEM certificate chain. Default: <data_dir>/certs/<domain>.crt"},
     {"key", OPT_STRING, HOST(key), .reloadable = true,
@@ -846,6 +885,24 @@ static int finish(parser_t *p)
              "c2s_port and c2s_tls_port are both %u", cfg->c2s_port);
         return -1;
     }
+    const unsigned ports[] = {cfg->c2s_port, cfg->c2s_tls_port, cfg->http_port, cfg->https_port};
+    const char *const port_names[] = {"c2s_port", "c2s_tls_port", "http_port", "https_port"};
+    for (size_t i = 2; i < 4; i++)
+        for (size_t j = 0; j < i; j++)
+            if (ports[i] != 0 && ports[i] == ports[j]) {
+                fail(p, later(line_of(p, port_names[i]), line_of(p, port_names[j])),
+                     "%s and %s are both %u", port_names[j], port_names[i], ports[i]);
+                return -1;
+            }
+    for (size_t i = 0; i < 2; i++) {
+        const char *path = i ? cfg->websocket_path : cfg->bosh_path;
+        if (path[0] != '/' || strpbrk(path, "?# ")) {
+            fail(p, line_of(p, i ? "websocket_path" : "bosh_path"),
+                 "%s must be a URL path starting with '/' (got '%s')",
+                 i ? "websocket_path" : "bosh_path", path);
+            return -1;
+        }
+    }
     if (cfg->max_output_buffer < cfg->max_stanza_size) {
         fail(p, later(line_of(p, "max_stanza_size"), line_of(p, "max_output_buffer")),
              "max_output_buffer (%zu) must be at least max_stanza_size (%zu)",
@@ -990,6 +1047,10 @@ void config_free(config_t *cfg)
     free(cfg->storage_path);
     free_list(cfg->listen);
     free_list(cfg->disabled_modules);
+    free_list(cfg->http_listen);
+    free(cfg->bosh_path);
+    free(cfg->websocket_path);
+    free_list(cfg->cors_origins);
     for (size_t i = 0; i < cfg->nhosts; i++) {
         free(cfg->hosts[i].domain);
         free(cfg->hosts[i].certificate);

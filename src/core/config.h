@@ -66,6 +66,22 @@ typedef struct config {
     unsigned sm_max_unacked;         /* default 1000 */
     char **disabled_modules;         /* default none */
 
+    /* HTTP listener: BOSH (XEP-0124/0206), WebSocket (RFC 7395), XEP-0156 */
+    unsigned http_port;           /* plain HTTP; default 5280; 0 = off */
+    char **http_listen;           /* addresses of the plain port; default 127.0.0.1 */
+    unsigned https_port;          /* HTTP over TLS on `listen`; default 5443; 0 = off */
+    bool http_plain_secure;       /* plain HTTP counts as encrypted (proxy/loopback); default yes */
+    char *bosh_path;              /* default /http-bind */
+    char *websocket_path;         /* default /xmpp-websocket */
+    char **cors_origins;          /* allowed Origins, or "*"; default * */
+    size_t http_max_body;         /* default 256K */
+    unsigned http_timeout;        /* seconds for a request to arrive / keep-alive; default 30 */
+    unsigned bosh_max_wait;       /* default 60 */
+    unsigned bosh_max_inactivity; /* default 60 */
+    unsigned bosh_max_pause;      /* default 120 */
+    unsigned bosh_max_requests;   /* default 2 */
+    unsigned bosh_max_hold;       /* default 1 */
+
     /* [host NAME] sections, in file order */
     config_host_t *hosts;
     size_t nhosts;
