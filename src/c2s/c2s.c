@@ -1333,9 +1333,9 @@ int c2s_attach_socket(tern_session_t *s, int fd, tls_conn_t *tls)
     s->secure = s->secure || tls != NULL;
     uv_tcp_init(s->srv->loop, &s->tcp);
     s->tcp.data = s;
-    if (uv_tcp_open(&s->tcp, fd) != 0) {
-        close(fd);
-        s->socketless = false;
+    if (fd < 0 || uv_tcp_open(&s->tcp, fd) != 0) {
+        if (fd >= 0)
+            close(fd);
         hard_close(s);
         return -1;
     }

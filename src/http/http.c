@@ -877,7 +877,9 @@ static void start_read(http_conn_t *c)
 static void on_conn_closed(uv_handle_t *h)
 {
     http_conn_t *c = h->data;
-    if (c->handoff == HANDOFF_WEBSOCKET && c->handoff_fd >= 0) {
+    if (c->handoff == HANDOFF_WEBSOCKET) {
+        /* The session's connection reference (from c2s_session_new) now
+         * belongs to its socket; without one it is closed at once. */
         tern_session_t *s = c->ws_session;
         tls_conn_t *tls = c->tls;
         c->tls = NULL;
@@ -889,10 +891,6 @@ static void on_conn_closed(uv_handle_t *h)
             if (s->srv->shutting_down)
                 c2s_close(s, "system-shutdown", NULL);
         }
-        tern_session_unref(s);
-    } else if (c->handoff == HANDOFF_WEBSOCKET) {
-        c2s_lost(c->ws_session);
-        tern_session_unref(c->ws_session);
     } else if (c->handoff == HANDOFF_FORWARD && c->handoff_fd >= 0) {
         http_transit_t *t = tern_xcalloc(1, sizeof(*t));
         t->tls = c->tls;
