@@ -12,7 +12,6 @@
 
 #include <ctype.h>
 #include <fcntl.h>
-#include <http_parser.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,10 +25,8 @@
 #include "../core/log.h"
 #include "../shard.h"
 #include "bosh.h"
+#include "request.h"
 #include "websocket.h"
-
-#define MAX_HEADER_BYTES 8192
-#define MAX_URL          2048
 
 struct http_listener {
     uv_tcp_t tcp;
@@ -39,27 +36,6 @@ struct http_listener {
 };
 
 typedef enum { HANDOFF_NONE = 0, HANDOFF_WEBSOCKET, HANDOFF_FORWARD } handoff_t;
-
-enum {
-    H_HOST,
-    H_ORIGIN,
-    H_UPGRADE,
-    H_CONNECTION,
-    H_WS_KEY,
-    H_WS_VERSION,
-    H_WS_PROTOCOL,
-    H_EXPECT,
-    H_COUNT,
-    H_OTHER = H_COUNT,
-};
-static const char *const header_names[H_COUNT] = {"host",
-                                                  "origin",
-                                                  "upgrade",
-                                                  "connection",
-                                                  "sec-websocket-key",
-                                                  "sec-websocket-version",
-                                                  "sec-websocket-protocol",
-                                                  "expect"};
 
 struct http_conn {
     uv_tcp_t tcp;
@@ -72,26 +48,13 @@ struct http_conn {
     bool closing;
     unsigned hops;
 
-    http_parser parser;
+    http_request_t req;
     /* Plaintext input from the first byte of the current request on. */
     char *in;
     size_t in_len, in_cap;
-    size_t parsed; /* bytes of in the parser has consumed */
-
-    /* The request being parsed or answered. */
-    bool complete;   /* parsed to its end; being answered */
-    bool answering;  /* taken by a handler that answers later (http_hold) */
-    bool keep_alive; /* per http_should_keep_alive */
+    size_t parsed;  /* bytes of in the parser has consumed */
+    bool answering; /* taken by a handler that answers later (http_hold) */
     bool close_after_write;
-    int err_status; /* a limit a callback hit: 413, 431, 414 */
-    bool in_value;
-    int cur_header;
-    size_t header_bytes;
-    char *url;
-    size_t url_len;
-    char *hdr[H_COUNT];
-    char *body;
-    size_t body_len, body_cap;
     void *waiter;
     uint64_t req_start_ms, last_active_ms;
 
@@ -148,21 +111,8 @@ unsigned http_conn_hops(const http_conn_t *c)
 
 static void reset_request(http_conn_t *c)
 {
-    free(c->url);
-    c->url = NULL;
-    c->url_len = 0;
-    for (int i = 0; i < H_COUNT; i++) {
-        free(c->hdr[i]);
-        c->hdr[i] = NULL;
-    }
-    free(c->body);
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
-    c->complete = c->answering = false;
-    c->err_status = 0;
-    c->in_value = false;
-    c->cur_header = H_OTHER;
-    c->header_bytes = 0;
+    http_request_next(&c->req);
+    c->answering = false;
     c->waiter = NULL;
 }
 
@@ -170,7 +120,7 @@ static void on_conn_closed(uv_handle_t *h);
 
 static void conn_free(http_conn_t *c)
 {
-    reset_request(c);
+    http_request_free(&c->req);
     if (c->tls)
         tls_conn_free(c->tls);
     free(c->in);
@@ -385,7 +335,7 @@ static void sb_fmt(strbuf_t *b, const char *fmt, ...)
 static void response_head(http_conn_t *c, strbuf_t *b, int status, bool close)
 {
     sb_fmt(b, "HTTP/1.1 %d %s\r\n", status, status_text(status));
-    const char *origin = c->hdr[H_ORIGIN];
+    const char *origin = c->req.hdr[H_ORIGIN];
     if (origin && origin_allowed(c->srv, origin)) {
         sb_str(b, "Access-Control-Allow-Origin: ");
         sb_str(b, origin);
@@ -401,9 +351,9 @@ static void reply_ex(http_conn_t *c, int status, const char *content_type, const
 {
     if (c->closing)
         return;
-    bool close = !c->keep_alive || (status >= 400 && status != 404 && status != 405);
+    bool close = !c->req.keep_alive || (status >= 400 && status != 404 && status != 405);
     if (close)
-        c->keep_alive = false;
+        c->req.keep_alive = false;
     strbuf_t b = {0};
     response_head(c, &b, status, close);
     if (extra)
@@ -414,7 +364,7 @@ static void reply_ex(http_conn_t *c, int status, const char *content_type, const
         sb_str(&b, "\r\n");
     }
     sb_fmt(&b, "Content-Length: %zu\r\n\r\n", len);
-    bool head = c->parser.method == HTTP_HEAD;
+    bool head = c->req.parser.method == HTTP_HEAD;
     if (!head && len)
         sb_add(&b, body, len);
     conn_write(c, b.p, b.len);
@@ -428,7 +378,7 @@ static void reply_ex(http_conn_t *c, int status, const char *content_type, const
     reset_request(c);
     c->last_active_ms = c->req_start_ms = uv_now(c->srv->loop);
     if (!close) {
-        http_parser_pause(&c->parser, 0);
+        http_parser_pause(&c->req.parser, 0);
         process(c);
         return;
     }
@@ -456,142 +406,12 @@ static void reply_text(http_conn_t *c, int status, const char *text)
 }
 
 /* ------------------------------------------------------------------ */
-/* parser callbacks                                                    */
-
-static int on_message_begin(http_parser *p)
-{
-    http_conn_t *c = p->data;
-    reset_request(c);
-    return 0;
-}
-
-static int add_header_bytes(http_conn_t *c, size_t n, int status)
-{
-    c->header_bytes += n;
-    if (c->header_bytes > MAX_HEADER_BYTES) {
-        c->err_status = status;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    http_conn_t *c = p->data;
-    if (c->url_len + len > MAX_URL) {
-        c->err_status = 414;
-        return -1;
-    }
-    if (add_header_bytes(c, len, 414))
-        return -1;
-    c->url = tern_xrealloc(c->url, c->url_len + len + 1);
-    memcpy(c->url + c->url_len, at, len);
-    c->url_len += len;
-    c->url[c->url_len] = '\0';
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    http_conn_t *c = p->data;
-    if (add_header_bytes(c, len, 431))
-        return -1;
-    /* Field names arrive whole in practice; one split across reads is
-     * matched by its tail only, which is harmless for the names we use. */
-    c->in_value = false;
-    c->cur_header = H_OTHER;
-    for (int i = 0; i < H_COUNT; i++)
-        if (strlen(header_names[i]) == len && strncasecmp(header_names[i], at, len) == 0)
-            c->cur_header = i;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    http_conn_t *c = p->data;
-    if (add_header_bytes(c, len, 431))
-        return -1;
-    if (c->cur_header == H_OTHER)
-        return 0;
-    char **v = &c->hdr[c->cur_header];
-    size_t old = *v ? strlen(*v) : 0;
-    if (*v && !c->in_value) {
-        /* A repeated header: combined as a list (RFC 9110 §5.3). */
-        *v = tern_xrealloc(*v, old + 2 + len + 1);
-        memcpy(*v + old, ", ", 2);
-        old += 2;
-    } else {
-        *v = tern_xrealloc(*v, old + len + 1);
-    }
-    memcpy(*v + old, at, len);
-    (*v)[old + len] = '\0';
-    c->in_value = true;
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    http_conn_t *c = p->data;
-    c->in_value = false;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->cfg->http_max_body) {
-        c->err_status = 413;
-        return -1;
-    }
-    const char *expect = c->hdr[H_EXPECT];
-    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
-        p->http_minor >= 1)
-        conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    http_conn_t *c = p->data;
-    if (c->body_len + len > c->srv->cfg->http_max_body) {
-        c->err_status = 413;
-        return -1;
-    }
-    if (c->body_len + len + 1 > c->body_cap) {
-        size_t cap = c->body_cap ? c->body_cap : 1024;
-        while (cap < c->body_len + len + 1)
-            cap *= 2;
-        c->body = tern_xrealloc(c->body, cap);
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, at, len);
-    c->body_len += len;
-    c->body[c->body_len] = '\0';
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    http_conn_t *c = p->data;
-    c->complete = true;
-    c->keep_alive = http_should_keep_alive(p) != 0;
-    /* One request at a time: the rest stays in c->in until this one is
-     * answered. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* ------------------------------------------------------------------ */
 /* routes                                                              */
 
 /* The request's Host, if it is a plain host[:port]; else NULL. */
 static const char *request_host(const http_conn_t *c)
 {
-    const char *h = c->hdr[H_HOST];
+    const char *h = c->req.hdr[H_HOST];
     if (!h || !*h || strlen(h) > 255)
         return NULL;
     for (const char *p = h; *p; p++)
@@ -674,12 +494,12 @@ static bool valid_ws_key(const char *key)
 
 static void serve_websocket(http_conn_t *c)
 {
-    const char *upgrade = c->hdr[H_UPGRADE];
-    const char *connection = c->hdr[H_CONNECTION];
-    const char *key = c->hdr[H_WS_KEY];
-    const char *version = c->hdr[H_WS_VERSION];
-    const char *proto = c->hdr[H_WS_PROTOCOL];
-    if (c->parser.method != HTTP_GET) {
+    const char *upgrade = c->req.hdr[H_UPGRADE];
+    const char *connection = c->req.hdr[H_CONNECTION];
+    const char *key = c->req.hdr[H_WS_KEY];
+    const char *version = c->req.hdr[H_WS_VERSION];
+    const char *proto = c->req.hdr[H_WS_PROTOCOL];
+    if (c->req.parser.method != HTTP_GET) {
         reply_ex(c, 405, "text/plain", "GET only\n", 9, "Allow: GET, OPTIONS\r\n");
         return;
     }
@@ -688,7 +508,7 @@ static void serve_websocket(http_conn_t *c)
         return;
     }
     if (!connection || !has_token(connection, "upgrade") || !key || !valid_ws_key(key) ||
-        c->parser.http_major != 1 || c->parser.http_minor < 1) {
+        c->req.parser.http_major != 1 || c->req.parser.http_minor < 1) {
         reply_text(c, 400, "bad WebSocket handshake\n");
         return;
     }
@@ -702,7 +522,7 @@ static void serve_websocket(http_conn_t *c)
         reply_text(c, 400, "the 'xmpp' WebSocket subprotocol is required\n");
         return;
     }
-    if (c->hdr[H_ORIGIN] && !origin_allowed(c->srv, c->hdr[H_ORIGIN])) {
+    if (c->req.hdr[H_ORIGIN] && !origin_allowed(c->srv, c->req.hdr[H_ORIGIN])) {
         reply_text(c, 403, "origin not allowed\n");
         return;
     }
@@ -732,18 +552,17 @@ static void serve_websocket(http_conn_t *c)
 
 static bool path_is(const http_conn_t *c, const char *path)
 {
-    size_t n = strcspn(c->url, "?#");
-    return strlen(path) == n && strncmp(c->url, path, n) == 0;
+    return http_request_path_is(&c->req, path);
 }
 
 static void handle_request(http_conn_t *c)
 {
     const config_t *cfg = c->srv->cfg;
-    if (!c->url || c->url[0] != '/') {
+    if (!c->req.url || c->req.url[0] != '/') {
         reply_text(c, 400, "bad request target\n");
         return;
     }
-    enum http_method m = c->parser.method;
+    enum http_method m = c->req.parser.method;
     bool bosh = path_is(c, cfg->bosh_path), ws = path_is(c, cfg->websocket_path);
     if (m == HTTP_OPTIONS && (bosh || ws)) {
         reply_ex(c, 200, NULL, NULL, 0,
@@ -756,7 +575,7 @@ static void handle_request(http_conn_t *c)
             return;
         }
         c->answering = true;
-        bosh_request(c, c->body ? c->body : "", c->body_len);
+        bosh_request(c, c->req.body ? c->req.body : "", c->req.body_len);
     } else if (ws) {
         serve_websocket(c);
     } else if (path_is(c, "/.well-known/host-meta") || path_is(c, "/.well-known/host-meta.json")) {
@@ -773,23 +592,21 @@ static void handle_request(http_conn_t *c)
 /* Parses what has arrived; answers the first complete request. */
 static void process(http_conn_t *c)
 {
-    while (!c->closing && !c->complete && c->handoff == HANDOFF_NONE && c->parsed < c->in_len) {
-        size_t n =
-            http_parser_execute(&c->parser, &settings, c->in + c->parsed, c->in_len - c->parsed);
+    while (!c->closing && !c->req.complete && c->handoff == HANDOFF_NONE && c->parsed < c->in_len) {
+        size_t n = 0;
+        http_req_status_t st =
+            http_request_feed(&c->req, c->in + c->parsed, c->in_len - c->parsed, &n);
         c->parsed += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED) {
+        if (st == HTTP_REQ_COMPLETE) {
             handle_request(c);
             return;
         }
-        if (e != HPE_OK) {
-            int status = c->err_status ? c->err_status : 400;
-            if (e == HPE_INVALID_VERSION)
-                status = 505;
-            log_debug(c->tag, "bad request (%d): %s", status, http_errno_name(e));
-            c->keep_alive = false;
+        if (st == HTTP_REQ_ERROR) {
+            int status = http_request_status(&c->req);
+            log_debug(c->tag, "bad request (%d): %s", status, http_request_error(&c->req));
+            c->req.keep_alive = false;
             c->parsed = c->in_len;
-            reply_text(c, status, http_errno_description(e));
+            reply_text(c, status, http_request_error(&c->req));
             return;
         }
         if (n == 0)
@@ -802,12 +619,12 @@ static void process(http_conn_t *c)
 
 static void take_plain(http_conn_t *c, const char *data, size_t len)
 {
-    if (c->in_len == 0 && !c->complete)
+    if (c->in_len == 0 && !c->req.complete)
         c->req_start_ms = uv_now(c->srv->loop);
     /* Bound what a client may queue behind an unanswered request. */
-    size_t limit = c->srv->cfg->http_max_body + MAX_HEADER_BYTES * 2;
+    size_t limit = c->srv->cfg->http_max_body + HTTP_MAX_HEADER_BYTES * 2;
     if (c->in_len + len > limit) {
-        if (c->complete) {
+        if (c->req.complete) {
             conn_close(c);
             return;
         }
@@ -966,17 +783,22 @@ void http_adopt(tern_server_t *dst, void *arg, int fd)
 /* ------------------------------------------------------------------ */
 /* listeners                                                           */
 
+static void send_continue(void *ud)
+{
+    conn_write(ud, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
 static http_conn_t *conn_new(tern_server_t *srv, bool https)
 {
     http_conn_t *c = tern_xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->https = https;
     c->handoff_fd = -1;
-    c->cur_header = H_OTHER;
     snprintf(c->tag, sizeof(c->tag), "http#%u.%llu", srv->shard_index,
              (unsigned long long)++srv->next_conn_id);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    http_request_init(&c->req, srv->cfg->http_max_body);
+    c->req.on_continue = send_continue;
+    c->req.ud = c;
     uv_tcp_init(srv->loop, &c->tcp);
     c->tcp.data = c;
     c->last_active_ms = c->req_start_ms = uv_now(srv->loop);
@@ -1083,8 +905,8 @@ void http_sweep(tern_server_t *srv, uint64_t now)
         if (c->in_len > 0 && now - c->req_start_ms > limit) {
             /* Slow or stalled request (slowloris): 408 and goodbye. */
             log_debug(c->tag, "request timeout");
-            c->keep_alive = false;
-            c->complete = false;
+            c->req.keep_alive = false;
+            c->req.complete = false;
             c->parsed = c->in_len;
             reply_text(c, 408, "request timeout\n");
         } else if (c->in_len == 0 && now - c->last_active_ms > limit && !c->writing) {
