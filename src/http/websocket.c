@@ -29,6 +29,7 @@ typedef struct {
     size_t in_len;
     xml_framer_t framer;
     bool failed;
+    bool in_recv; /* inside wslay_event_recv: sending waits until it returns */
 } ws_t;
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
@@ -154,6 +155,8 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
 
 static void ws_send(ws_t *w)
 {
+    if (w->in_recv)
+        return;
     if (wslay_event_send(w->ctx) != 0)
         w->failed = true;
 }
@@ -177,7 +180,10 @@ static void ws_input(tern_session_t *s, const char *data, size_t len)
     w->in = data;
     w->in_len = len;
     tern_session_ref(s);
+    w->in_recv = true;
     int r = wslay_event_recv(w->ctx);
+    if (s->xport == w)
+        w->in_recv = false;
     if (r != 0 && r != WSLAY_ERR_WOULDBLOCK)
         w->failed = true;
     if (s->xport == w) {
@@ -231,7 +237,10 @@ static void ws_end(tern_session_t *s)
     static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
     queue_text(w, close_el, sizeof(close_el) - 1);
     wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
-    ws_send(w);
+    /* Now, even inside wslay_event_recv: the c2s layer shuts the socket
+     * down right after this returns. */
+    if (wslay_event_send(w->ctx) != 0)
+        w->failed = true;
 }
 
 static void ws_free(tern_session_t *s)
