@@ -378,7 +378,6 @@ static void reply_ex(http_conn_t *c, int status, const char *content_type, const
     reset_request(c);
     c->last_active_ms = c->req_start_ms = uv_now(c->srv->loop);
     if (!close) {
-        http_parser_pause(&c->req.parser, 0);
         process(c);
         return;
     }

@@ -211,7 +211,9 @@ const char *http_request_error(const http_request_t *r)
 void http_request_next(http_request_t *r)
 {
     clear(r);
-    http_parser_pause(&r->parser, 0);
+    /* After an error the connection closes; the parser stays failed. */
+    if (HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED)
+        http_parser_pause(&r->parser, 0);
 }
 
 bool http_request_path_is(const http_request_t *r, const char *path)

@@ -120,9 +120,16 @@ static void on_message(tern_session_t *s, ws_t *w, const char *msg, size_t len)
                 c2s_close(s, "bad-format", "<open/> inside an open stream");
             else
                 feed_open(w, el);
-        } else {
+        } else if (s->header_sent) {
             log_debug(s->tag, "client sent <close/>");
             c2s_stream_input(s, "</stream:stream>", 16);
+        } else {
+            /* Between streams (after SASL success, before the new
+             * <open/>): no parser stream to end, but the client is owed
+             * our <close/> all the same (RFC 7395 §3.6). */
+            log_debug(s->tag, "client sent <close/> between streams");
+            s->header_sent = true;
+            c2s_close(s, NULL, NULL);
         }
         if (st)
             xml_stanza_unref(st);
@@ -236,9 +243,13 @@ static void ws_end(tern_session_t *s)
         return;
     static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
     queue_text(w, close_el, sizeof(close_el) - 1);
+    /* Sent now, even inside wslay_event_recv: the c2s layer shuts the
+     * socket down right after this returns. In two steps, because wslay
+     * sends a queued close frame before queued messages and nothing
+     * after it. */
+    if (wslay_event_send(w->ctx) != 0)
+        w->failed = true;
     wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
-    /* Now, even inside wslay_event_recv: the c2s layer shuts the socket
-     * down right after this returns. */
     if (wslay_event_send(w->ctx) != 0)
         w->failed = true;
 }
