@@ -86,6 +86,34 @@ if [ "$MODE" = all ]; then
     [ "$f" -ne 0 ] && note_fail "e2e (workers=$workers): $f failed (pytest exit $rc)"
     done
 
+    # --- web transports (node:test) -----------------------------------------
+    # BOSH and WebSocket with strophe.js, @xmpp/client and Chromium
+    # (tests/web); scripts/web-deps.sh installs node, chromium and the npm
+    # packages. Twice, with one and with two workers, like the e2e suite.
+    echo "== web tests"
+    if scripts/web-deps.sh; then
+        for workers in 1 2; do
+        echo "== web tests (TERN_BUILD=$TERN_BUILD, workers=$workers)"
+        out="$TMP/web-$workers.out"
+        TERN_TEST_WORKERS=$workers tests/web/run.sh 2>&1 | tee "$out"
+        rc=${PIPESTATUS[0]}
+        p=$(sed -n 's/^# pass \([0-9][0-9]*\)$/\1/p' "$out" | tail -1)
+        f=$(sed -n 's/^# fail \([0-9][0-9]*\)$/\1/p' "$out" | tail -1)
+        c=$(sed -n 's/^# cancelled \([0-9][0-9]*\)$/\1/p' "$out" | tail -1)
+        p=${p:-0}; f=${f:-0}; c=${c:-0}
+        f=$((f + c))
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            f=1  # a hook failed, a file crashed, node missing...
+        fi
+        PASSED=$((PASSED + p))
+        FAILED=$((FAILED + f))
+        [ "$f" -ne 0 ] && note_fail "web (workers=$workers): $f failed (node exit $rc)"
+        done
+    else
+        FAILED=$((FAILED + 1))
+        note_fail "web: scripts/web-deps.sh failed"
+    fi
+
     # --- fuzz smoke ----------------------------------------------------------
     echo "== fuzz smoke"
     out="$TMP/fuzz.out"
