@@ -86,7 +86,7 @@ for t in "${TARGETS[@]}"; do
     name=$(basename "$t" .c)
     bin="$OUT/$name"
     # shellcheck disable=SC2086
-    if ! $CC $CFLAGS -fsanitize=fuzzer "$t" "${OBJS[@]}" -o "$bin" $PKG_LIBS -lpthread -lm; then
+    if ! $CC $CFLAGS -fsanitize=fuzzer "$t" "${OBJS[@]}" -o "$bin" $PKG_LIBS -lhttp_parser -lwslay -lpthread -lm; then
         echo "fuzz: FAIL $name (does not build)"
         status=1
         continue

@@ -34,6 +34,7 @@ static void clear(http_request_t *r)
     r->err_status = 0;
     r->in_value = false;
     r->cur_header = H_COUNT;
+    r->field_len = 0;
     r->header_bytes = 0;
 }
 
@@ -74,13 +75,22 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     http_request_t *r = p->data;
     if (add_header_bytes(r, len, 431))
         return -1;
-    /* A field name split across reads is matched by its last piece only;
-     * a wrong match can only miss a header, never invent one's value. */
-    r->in_value = false;
-    r->cur_header = H_COUNT;
-    for (int i = 0; i < H_COUNT; i++)
-        if (strlen(header_names[i]) == len && strncasecmp(header_names[i], at, len) == 0)
-            r->cur_header = i;
+    /* http-parser (built non-strict by Debian) lets whitespace into a
+     * field name; "Transfer-Encoding : chunked" must not pass as some
+     * other header (RFC 9112 §5.1: 400). */
+    if (memchr(at, ' ', len) || memchr(at, '\t', len)) {
+        r->err_status = 400;
+        return -1;
+    }
+    if (r->in_value) {
+        r->in_value = false;
+        r->field_len = 0;
+        r->cur_header = H_COUNT;
+    }
+    /* A name may arrive in pieces (split reads): collect it whole. */
+    if (r->field_len + len <= sizeof(r->field))
+        memcpy(r->field + r->field_len, at, len);
+    r->field_len += len;
     return 0;
 }
 
@@ -89,11 +99,25 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     http_request_t *r = p->data;
     if (add_header_bytes(r, len, 431))
         return -1;
+    if (memchr(at, '\0', len)) {
+        r->err_status = 400; /* RFC 9110 §5.5 */
+        return -1;
+    }
+    if (!r->in_value) {
+        /* The name is complete: which header is it? */
+        r->cur_header = H_COUNT;
+        for (int i = 0; i < H_COUNT && r->field_len <= sizeof(r->field); i++)
+            if (strlen(header_names[i]) == r->field_len &&
+                strncasecmp(header_names[i], r->field, r->field_len) == 0)
+                r->cur_header = i;
+    }
+    bool first_piece = !r->in_value;
+    r->in_value = true;
     if (r->cur_header == H_COUNT)
         return 0;
     char **v = &r->hdr[r->cur_header];
     size_t old = *v ? strlen(*v) : 0;
-    if (*v && !r->in_value) {
+    if (*v && first_piece) {
         /* A repeated header: combined as a list (RFC 9110 §5.3). */
         *v = tern_xrealloc(*v, old + 2 + len + 1);
         memcpy(*v + old, ", ", 2);
@@ -103,7 +127,6 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     }
     memcpy(*v + old, at, len);
     (*v)[old + len] = '\0';
-    r->in_value = true;
     return 0;
 }
 
@@ -211,9 +234,15 @@ const char *http_request_error(const http_request_t *r)
 void http_request_next(http_request_t *r)
 {
     clear(r);
-    /* After an error the connection closes; the parser stays failed. */
-    if (HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED)
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (e == HPE_PAUSED) {
         http_parser_pause(&r->parser, 0);
+    } else if (e != HPE_OK) {
+        /* After an error the stream is not parseable any more; a caller
+         * that goes on starts afresh (http-parser asserts otherwise). */
+        http_parser_init(&r->parser, HTTP_REQUEST);
+        r->parser.data = r;
+    }
 }
 
 bool http_request_path_is(const http_request_t *r, const char *path)

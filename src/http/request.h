@@ -36,6 +36,8 @@ typedef struct http_request {
     int err_status;  /* a limit a callback hit (413, 414, 431), else 0 */
     bool in_value;
     int cur_header;
+    char field[32];   /* the header name being collected (lowercase match) */
+    size_t field_len; /* > sizeof(field): longer than any name we use */
     size_t header_bytes;
     char *url; /* request target, NUL-terminated (owned) */
     size_t url_len;

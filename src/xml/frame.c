@@ -97,6 +97,8 @@ static size_t scan(const char *data, size_t len, xml_frame_cb cb, void *ud)
 
 void xml_framer_feed(xml_framer_t *f, const char *data, size_t len, xml_frame_cb cb, void *ud)
 {
+    if (len == 0)
+        return;
     if (f->len == 0) {
         size_t rest = scan(data, len, cb, ud);
         data += rest;

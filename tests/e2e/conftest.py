@@ -122,6 +122,7 @@ class TernServer:
         self.options = dict(DEFAULT_OPTIONS)
         self.options.update({k: str(v) for k, v in options.items()})
         self.host = "127.0.0.1"
+        self.c2s_port = self.tls_port = self.http_port = None
         self.name = name
         self.proc = None
         self.users = {}
@@ -136,6 +137,11 @@ class TernServer:
         opts["data_dir"] = str(self.data_dir)
         opts["c2s_port"] = str(self.c2s_port)
         opts["c2s_tls_port"] = str(self.tls_port)
+        # The web listener: a free port unless the test chose one; no HTTPS
+        # (it would need its own certificate) unless asked for.
+        opts.setdefault("http_port", str(self.http_port))
+        opts.setdefault("https_port", "0")
+        self.http_port = int(opts["http_port"])
         for k, v in opts.items():
             lines.append("%s = %s" % (k, v))
         for domain, hopts in self.hosts.items():
@@ -150,11 +156,12 @@ class TernServer:
         if not self.binary.exists() or not self.ctl.exists():
             pytest.fail("Tern binaries not found in %s (set TERN_BUILD)" % self.build)
         for attempt in range(3):
-            self.c2s_port, self.tls_port = free_ports(2)
+            self.c2s_port, self.tls_port, self.http_port = free_ports(3)
             self.write_config()
             self._log_file = open(self.log_path, "ab")
-            self._log_file.write(("---- start attempt %d, ports %d/%d\n"
-                                  % (attempt + 1, self.c2s_port, self.tls_port)).encode())
+            self._log_file.write(("---- start attempt %d, ports %d/%d/%d\n"
+                                  % (attempt + 1, self.c2s_port, self.tls_port,
+                                     self.http_port)).encode())
             self._log_file.flush()
             self.shutdown_status = None
             self.proc = subprocess.Popen([str(self.binary), "-c", str(self.cfg_path)],
