@@ -740,6 +740,12 @@ void bosh_sweep(tern_server_t *srv, uint64_t now)
         n = b->next;
         while (b->held && now - b->held->since_ms >= (uint64_t)b->wait * 1000)
             respond(b, b->held, NULL); /* nothing to say within `wait` */
+        if (b->early && now - b->early->since_ms > ((uint64_t)b->wait + b->inactivity) * 1000) {
+            /* The request before it never came (§14.2 would have the
+             * client send it again): the session cannot go on. */
+            terminate(b, NULL, "item-not-found");
+            continue;
+        }
         if (b->held || b->early)
             continue;
         uint64_t limit =
