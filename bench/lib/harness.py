@@ -8,9 +8,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import accounts, procs, servers
+from . import accounts, procs, servers, web
 
-SCENARIOS = ("idle", "login", "chat", "muc", "presence")
+SCENARIOS = ("idle", "login", "chat", "muc", "presence", "web")
 # loadgen exit status for "this server cannot run this scenario".
 EXIT_UNSUPPORTED = 3
 # Seconds between "ready" and the first loadgen connection, so start-up
@@ -52,6 +52,7 @@ class Options:
     rooms: int = None  # muc: users = rooms x room_size
     room_size: int = None
     roster_size: int = None  # presence: contacts per user
+    messages: int = None  # web: messages each user sends to its partner
     loadgen_args: list = field(default_factory=list)
 
 
@@ -124,6 +125,8 @@ def run_target(repo, workroot, opts, target, creds, cert, key, driver=None, log=
     # Tern on two cores runs two event loops (workers); the peers use every
     # core they are given on their own.
     srv.workers = 2 if target.two_cores else 1
+    # The web scenario turns on each server's BOSH and WebSocket endpoints.
+    srv.web = opts.scenario == "web"
     result = {"server": target.server, "label": target.label, "two_cores": target.two_cores,
               "version": srv.version(), "status": "failed", "loadgen": None}
     proc = None
@@ -140,6 +143,8 @@ def run_target(repo, workroot, opts, target, creds, cert, key, driver=None, log=
         json_path = os.path.join(srv.workdir, "result.json")
         if driver:
             status, doc = driver(srv, pid, json_path)
+        elif opts.scenario == "web":
+            status, doc = web.run(repo, opts, target, srv, pid, json_path)
         else:
             status, doc = run_loadgen(repo, opts, target, srv, pid, json_path)
         result.update(status=status, loadgen=doc, server_pid_comm=srv.process_name)

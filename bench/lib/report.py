@@ -77,6 +77,22 @@ FIGURES = [
     Figure("p50", "latency p50", "ms", lambda d: _latency_ms(d, "p50"), True),
     Figure("p99", "latency p99", "ms", lambda d: _latency_ms(d, "p99"), True),
     Figure("p999", "latency p99.9", "ms", lambda d: _latency_ms(d, "p999"), True),
+    # web (bench/web/loadgen.mjs): login times by transport, message counts,
+    # latency by direction.
+    Figure("login_p50", "login p50", "ms", lambda d: _get(d, "login_ms", "all", "p50"), True),
+    Figure("login_p99", "login p99", "ms", lambda d: _get(d, "login_ms", "all", "p99"), True),
+    Figure("login_ws_p50", "login p50 WebSocket", "ms", lambda d: _get(d, "login_ms", "ws", "p50"), True),
+    Figure("login_ws_p99", "login p99 WebSocket", "ms", lambda d: _get(d, "login_ms", "ws", "p99"), True),
+    Figure("login_bosh_p50", "login p50 BOSH", "ms", lambda d: _get(d, "login_ms", "bosh", "p50"), True),
+    Figure("login_bosh_p99", "login p99 BOSH", "ms", lambda d: _get(d, "login_ms", "bosh", "p99"), True),
+    Figure("msgs_sent", "messages sent", "", lambda d: d.get("msgs_sent"), False, ratio=False),
+    Figure("msgs_delivered", "messages delivered", "", lambda d: d.get("msgs_delivered"), False),
+    Figure("p99_ws_bosh", "latency p99 WS→BOSH", "ms",
+           lambda d: _ms(_get(d, "latency_us_ws_to_bosh", "p99")), True),
+    Figure("p99_bosh_ws", "latency p99 BOSH→WS", "ms",
+           lambda d: _ms(_get(d, "latency_us_bosh_to_ws", "p99")), True),
+    Figure("lg_cpu_login", "loadgen CPU in logins", "% of a core",
+           lambda d: d.get("loadgen_cpu_login_pct"), True, ratio=False),
     Figure("errors", "errors", "", _errors, True, ratio=False),
     Figure("lg_cpu", "loadgen CPU", "% of a core",
            lambda d: 100 * d["loadgen_cpu_s"] / d["wall_s"] if d.get("wall_s") else None, True,
@@ -84,9 +100,27 @@ FIGURES = [
 ]
 BY_KEY = {f.key: f for f in FIGURES}
 
+# Scenarios whose table has its own row order (others: FIGURES order).
+SCENARIO_ROWS = {
+    "web": ["sessions", "logins", "login_p50", "login_p99", "login_ws_p50", "login_ws_p99",
+            "login_bosh_p50", "login_bosh_p99", "cpu_login", "lg_cpu_login", "mem_rss", "mem_pss", "offered",
+            "msgs_sent", "msgs_delivered", "p50", "p99", "p99_ws_bosh", "p99_bosh_ws", "cpu_msg",
+            "errors", "lg_cpu"],
+}
+
+
+def scenario_rows(scenario):
+    """(key, row name) pairs for report.table, or None for the default."""
+    keys = SCENARIO_ROWS.get(scenario)
+    return [(k, BY_KEY[k].name) for k in keys] if keys else None
+
 # Figures shown in the chart: one panel each, the main figure of a scenario.
 CHART_FIGURES = ["mem_rss", "mem_pss", "logins", "cpu_login", "delivered", "cpu_msg", "p99",
-                 "presence_rate"]
+                 "presence_rate", "login_p99"]
+
+
+def _ms(us):
+    return None if us is None else us / 1000
 
 
 def _latency_ms(doc, pct):

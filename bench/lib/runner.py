@@ -9,11 +9,15 @@ from dataclasses import asdict
 from . import accounts, harness, report
 
 
-def setup(repo, install=True, build=True, log=print):
+def setup(repo, install=True, build=True, log=print, web=False):
     """Debian packages (scripts/deps.sh bench), the Tern release build, the
-    loadgen and the bare-OpenSSL handshake floor (bench/tlsfloor)."""
+    loadgen and the bare-OpenSSL handshake floor (bench/tlsfloor). web: also
+    Node and tests/web/node_modules (scripts/web-deps.sh), for the web
+    scenario's loadgen."""
     if install:
         subprocess.run([os.path.join(repo, "scripts", "deps.sh"), "bench"], check=True)
+        if web:
+            subprocess.run([os.path.join(repo, "scripts", "web-deps.sh")], check=True)
     if build:
         for target in (repo, os.path.join(repo, "bench", "loadgen"),
                        os.path.join(repo, "bench", "tlsfloor")):
@@ -35,13 +39,16 @@ def run_scenario(repo, workroot, out_dir, opts, targets, name=None, log=print, d
     creds = accounts.ScramSha1()
     mode = "TLS" if opts.tls else "plaintext"
     title = f"{name}: {opts.users} users, {mode}, {opts.mech}"
+    if opts.scenario == "web":
+        title = (f"{name}: {opts.users} users ({(opts.users + 1) // 2} WebSocket, {opts.users // 2} BOSH),"
+                 f" plain HTTP, {opts.mech.upper()}, {opts.messages} msgs/user at {report.fmt(opts.rate)} msg/s")
     log(f"bench: {title}")
     results = []
     for target in targets:
         r = harness.run_target(repo, workroot, opts, target, creds, cert, key, driver=driver, log=log)
         r["figures"] = report.figures(r["loadgen"]) if r["status"] == "ok" else {}
         results.append(r)
-    table = report.table(results)
+    table = report.table(results, rows=report.scenario_rows(opts.scenario))
     log("")
     log(table)
     os.makedirs(out_dir, exist_ok=True)

@@ -27,6 +27,9 @@ class Server:
     config_template = ""
     config_file = ""
     start_timeout = 60.0
+    # The web scenario's endpoints on the plain HTTP port (http_port).
+    bosh_path = "/http-bind"
+    ws_path = "/xmpp-websocket"
 
     def __init__(self, repo, workdir, cert, key, tls):
         self.repo = repo
@@ -35,6 +38,10 @@ class Server:
         self.key = key
         self.tls = tls
         self.port = None
+        # Set by the harness for the web scenario: BOSH and WebSocket on a
+        # plain HTTP port (http_port); off otherwise, as in every other run.
+        self.web = False
+        self.http_port = None
 
     @property
     def config_path(self):
@@ -51,6 +58,9 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir)
         self.port = procs.free_port()
+        self.http_port = None
+        while self.web and self.http_port in (None, self.port):
+            self.http_port = procs.free_port()
         template = os.path.join(self.repo, "bench", "servers", self.config_template)
         with open(template) as f:
             text = string.Template(f.read()).substitute(self.config_values())
@@ -62,7 +72,8 @@ class Server:
     def config_values(self):
         return {"workdir": self.workdir, "c2s_port": self.port, "cert": self.cert, "key": self.key,
                 "cert_dir": os.path.dirname(self.cert),
-                "iterations": accounts.ITERATIONS, "require_tls": self.bool_word(self.tls)}
+                "iterations": accounts.ITERATIONS, "require_tls": self.bool_word(self.tls),
+                "http_port": self.http_port or 0}
 
     def bool_word(self, value):
         return "yes" if value else "no"
@@ -142,6 +153,14 @@ class Prosody(Server):
     def bool_word(self, value):
         return "true" if value else "false"
 
+    def config_values(self):
+        values = super().config_values()
+        # mod_bosh and mod_websocket (Prosody 0.12's own, served by its
+        # mod_http) only for the web scenario; no HTTP listener otherwise.
+        values["http_ports"] = str(self.http_port) if self.web else ""
+        values["web_modules"] = ', "bosh", "websocket"' if self.web else ""
+        return values
+
     def command(self):
         # -F: stay in the foreground, so the PID we started is the server.
         return ["prosody", "--config", self.config_path, "-F"]
@@ -185,9 +204,19 @@ class Ejabberd(Server):
     config_template = "ejabberd.yml"
     config_file = "ejabberd.yml"
     start_timeout = 90.0
+    bosh_path = "/bosh"
+    ws_path = "/ws"
 
     def bool_word(self, value):
         return "true" if value else "false"
+
+    def config_values(self):
+        values = super().config_values()
+        # Lines of ejabberd.yml prefixed with ${web_only} (the ejabberd_http
+        # listener with /bosh and /ws, and mod_bosh) are comments except in
+        # the web scenario.
+        values["web_only"] = "" if self.web else "# "
+        return values
 
     def env(self):
         # What ejabberdctl would export, pointed at the private directory.

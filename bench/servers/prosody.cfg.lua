@@ -17,15 +17,26 @@ c2s_ports = { ${c2s_port} }
 c2s_direct_tls_ports = { }
 s2s_ports = { }
 component_ports = { }
-http_ports = { }
+-- HTTP (mod_bosh, mod_websocket) only in the web scenario: the harness
+-- fills in a port then, and nothing otherwise.
+http_ports = { ${http_ports} }
+http_interfaces = { "127.0.0.1" }
 https_ports = { }
+https_interfaces = { }
+http_default_host = "localhost"
+-- Web sessions on plain HTTP over loopback count as encrypted, like Tern's
+-- http_plain_secure (so PLAIN is offered even if encryption were required).
+consider_bosh_secure = true
+consider_websocket_secure = true
 
 -- Only what Tern also does (stream, TLS, SASL, bind, presence, messages,
 -- disco, ping, version, time) plus rosters, which Prosody's session
 -- manager loads at every login anyway. Left out on purpose: carbons, MAM,
 -- offline storage, stream management, CSI, PEP, limits (rate limiting),
--- vcard, private, blocklist, register, admin interfaces, HTTP.
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version", "time" }
+-- vcard, private, blocklist, register, admin interfaces, HTTP (except in
+-- the web scenario).
+-- The web scenario adds "bosh" and "websocket".
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version", "time"${web_modules} }
 modules_disabled = { "offline", "s2s", "s2s_auth_certs" }
 
 c2s_require_encryption = ${require_tls}
