@@ -141,9 +141,23 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
 
 tern_host_t *server_find_host(tern_server_t *srv, const char *domain)
 {
+    /* Hosts are set up one after the other: a later one may have no
+     * domain yet while an earlier one's modules start. */
     for (size_t i = 0; i < srv->nhosts; i++)
-        if (strcmp(srv->hosts[i].domain, domain) == 0)
+        if (srv->hosts[i].domain && strcmp(srv->hosts[i].domain, domain) == 0)
             return &srv->hosts[i];
+    return NULL;
+}
+
+host_service_t *server_find_service(tern_server_t *srv, const char *domain, tern_host_t **host)
+{
+    for (size_t i = 0; i < srv->nhosts; i++)
+        for (host_service_t *s = srv->hosts[i].services; s; s = s->next)
+            if (strcmp(s->domain, domain) == 0) {
+                if (host)
+                    *host = &srv->hosts[i];
+                return s;
+            }
     return NULL;
 }
 

@@ -65,6 +65,14 @@ typedef struct nonza_handler {
     struct nonza_handler *next;
 } nonza_handler_t;
 
+typedef struct host_service {
+    char *domain; /* normalised */
+    char *name;   /* for disco items, or NULL */
+    module_inst_t *inst;
+    tern_service_cb cb;
+    struct host_service *next;
+} host_service_t;
+
 typedef struct disco_entry {
     tern_scope_t scope;
     char *category, *type, *name; /* identity when category != NULL */
@@ -87,6 +95,7 @@ struct tern_host {
     host_hook_t *feature_hooks, *bound_hooks, *closed_hooks;
     stanza_hook_t *stanza_hooks[TERN_HOOK_COUNT]; /* by priority, highest first */
     nonza_handler_t *nonzas;                      /* in registration order */
+    host_service_t *services;                     /* subdomains served by modules */
     int nslots;                                   /* per-session module slots */
     disco_entry_t *disco;
     hashmap_t users;    /* bare JID -> sm_user_t */
@@ -154,6 +163,8 @@ int server_start(tern_server_t *srv, char *err, size_t errlen);
 void server_shutdown(tern_server_t *srv);
 void server_free(tern_server_t *srv);
 tern_host_t *server_find_host(tern_server_t *srv, const char *domain);
+/* The module service for domain, or NULL. */
+host_service_t *server_find_service(tern_server_t *srv, const char *domain, tern_host_t **host);
 int server_reload(tern_server_t *srv);
 
 /* ---- modules.c ---- */

@@ -125,6 +125,24 @@ typedef tern_handled_t (*tern_stanza_hook_cb)(void *mod_state, tern_stanza_ev_t 
 int tern_register_hook(tern_module_t *m, tern_hook_point_t point, int priority,
                        tern_stanza_hook_cb cb);
 
+/* ---- services on a domain of their own ----
+ * A module serving a subdomain of its host (MUC on conference.<domain>,
+ * PubSub on pubsub.<domain>) registers it here: every stanza whose 'to'
+ * is in that domain goes to cb instead of the session manager, with
+ * ev->host the module's host, ev->to the full address and ev->session
+ * NULL. A stanza to an address with a local part (a room) runs on the
+ * worker that owns that bare JID (shard_of(local, domain), as for an
+ * account), so per-room state needs no lock; one to the bare domain runs
+ * on whichever worker routed it. Returning TERN_PASS makes the router
+ * answer service-unavailable. The domain is listed in the host's disco
+ * items. Returns 0, or -1 when another host or service has the domain. */
+typedef tern_handled_t (*tern_service_cb)(void *mod_state, tern_stanza_ev_t *ev);
+int tern_register_service(tern_module_t *m, const char *domain, const char *name,
+                          tern_service_cb cb);
+/* Calls cb for each service domain of host (disco items). */
+typedef void (*tern_service_each_cb)(void *ud, const char *domain, const char *name);
+void tern_host_services_each(const tern_host_t *h, tern_service_each_cb cb, void *ud);
+
 /* ---- per-session module data ----
  * A module that keeps state per session (roster requested, carbons
  * enabled...) gets a slot at init and stores a pointer in each session.

@@ -110,6 +110,13 @@ void modules_fini_host(tern_host_t *host)
         free(h);
     }
     host->nonzas = NULL;
+    for (host_service_t *sv = host->services, *n; sv; sv = n) {
+        n = sv->next;
+        free(sv->domain);
+        free(sv->name);
+        free(sv);
+    }
+    host->services = NULL;
     free_hooks(host->feature_hooks);
     free_hooks(host->bound_hooks);
     free_hooks(host->closed_hooks);
@@ -354,4 +361,35 @@ tern_handled_t modules_dispatch_nonza(tern_host_t *host, tern_session_t *s, xml_
             h->cb(h->inst->state, s, el) == TERN_HANDLED)
             r = TERN_HANDLED;
     return r;
+}
+
+/* ---- services ---- */
+
+int tern_register_service(tern_module_t *m, const char *domain, const char *name,
+                          tern_service_cb cb)
+{
+    tern_server_t *srv = m->host->srv;
+    char *dom = NULL;
+    if (jid_prep_domain(domain, &dom) != 0)
+        return -1;
+    if (server_find_host(srv, dom) || server_find_service(srv, dom, NULL)) {
+        free(dom);
+        return -1;
+    }
+    host_service_t *sv = tern_xcalloc(1, sizeof(*sv));
+    sv->domain = dom;
+    sv->name = name ? tern_xstrdup(name) : NULL;
+    sv->inst = m->inst;
+    sv->cb = cb;
+    host_service_t **pp = &m->host->services;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = sv;
+    return 0;
+}
+
+void tern_host_services_each(const tern_host_t *h, tern_service_each_cb cb, void *ud)
+{
+    for (const host_service_t *sv = h->services; sv; sv = sv->next)
+        cb(ud, sv->domain, sv->name);
 }

@@ -404,6 +404,14 @@ static tern_handled_t answer_info(disco_t *d, tern_iq_t *iq, tern_scope_t scope)
     return TERN_HANDLED;
 }
 
+static void add_service_item(void *ud, const char *domain, const char *name)
+{
+    xml_node_t *item = xml_node_add_child(ud, "item", NS_DISCO_ITEMS);
+    xml_node_set_attr(item, "jid", domain);
+    if (name)
+        xml_node_set_attr(item, "name", name);
+}
+
 static tern_handled_t answer_items(disco_t *d, tern_iq_t *iq)
 {
     (void)d;
@@ -415,9 +423,11 @@ static tern_handled_t answer_items(disco_t *d, tern_iq_t *iq)
         tern_iq_error(iq, "cancel", "item-not-found", NULL);
         return TERN_HANDLED;
     }
-    /* No components or services yet: an empty, truthful list. */
     xml_stanza_t *r = xml_stanza_new("iq", NS_CLIENT);
-    xml_node_add_child(xml_stanza_root(r), "query", NS_DISCO_ITEMS);
+    xml_node_t *q = xml_node_add_child(xml_stanza_root(r), "query", NS_DISCO_ITEMS);
+    /* The server's own services (MUC, ...); an account has no items. */
+    if (!iq->to || !iq->to->local)
+        tern_host_services_each(iq->host, add_service_item, q);
     tern_iq_reply(iq, r);
     xml_stanza_unref(r);
     return TERN_HANDLED;

@@ -284,6 +284,29 @@ void router_route_from_client(tern_session_t *s, xml_stanza_t *st, const jid_t *
     router_route(s->srv, st, &s->jid, to, s);
 }
 
+/* A stanza for a module's service domain (tern_register_service). */
+static void route_service(tern_server_t *srv, tern_host_t *host, host_service_t *svc,
+                          xml_stanza_t *st, kind_t kind, const jid_t *from, const jid_t *to,
+                          tern_session_t *origin)
+{
+    const char *type = xml_node_attr(xml_stanza_root(st), "type");
+    if (kind == KIND_PRESENCE && origin && to->local)
+        sm_note_directed_presence(origin, to, type); /* a room learns of our departure */
+    if (to->local && srv->shards) {
+        unsigned owner = shard_of(srv, to->local, svc->domain);
+        if (owner != srv->shard_index) {
+            if (!shard_forward(srv, owner, st) && kind != KIND_PRESENCE)
+                bounce_congested(srv, st);
+            return;
+        }
+    }
+    tern_stanza_ev_t ev = {.host = host, .stanza = st, .from = from, .to = to};
+    if (svc->cb(svc->inst->state, &ev) == TERN_HANDLED)
+        return;
+    if (kind != KIND_PRESENCE)
+        router_bounce(srv, st, "cancel", "service-unavailable", NULL);
+}
+
 void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const jid_t *to,
                   tern_session_t *origin)
 {
@@ -317,6 +340,12 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
 
     tern_host_t *host = server_find_host(srv, to->domain);
     if (!host) {
+        tern_host_t *shost = NULL;
+        host_service_t *svc = server_find_service(srv, to->domain, &shost);
+        if (svc) {
+            route_service(srv, shost, svc, st, kind, from, to, origin);
+            return;
+        }
         /* Server-to-server arrives with federation; until then every
          * remote domain is unreachable. */
         router_bounce(srv, st, "cancel", "remote-server-not-found", NULL);
