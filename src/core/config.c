@@ -195,6 +195,9 @@ static const opt_t options[] = {
      .help = "How long the message archive (XEP-0313) keeps messages; 0 = forever."},
     {"mam_max_page", OPT_UINT, HOST(mam_max_page), .min = 1, .max = 10000, .def = "250",
      .reloadable = true, .help = "Most messages one MAM query page returns."},
+    {"muc_domain", OPT_STRING, HOST(muc_domain),
+     .help = "Domain of the multi-user chat service (XEP-0045); none turns it off.\n"
+             "Default: conference.<domain>"},
     {"contact_addresses", OPT_LIST, HOST(contact_addresses), .def = "", .reloadable = true,
      .help = "XEP-0157 contact addresses in server discovery, as TYPE=URI items, e.g.\n"
              "admin=xmpp:admin@example.org, abuse=mailto:abuse@example.org. TYPE is one of\n"
@@ -917,6 +920,11 @@ static int finish(parser_t *p)
             h->certificate = data_path(cfg->data_dir, "certs/", h->domain, ".crt");
         if (!h->key)
             h->key = data_path(cfg->data_dir, "certs/", h->domain, ".key");
+        if (!h->muc_domain) {
+            size_t n = strlen("conference.") + strlen(h->domain) + 1;
+            h->muc_domain = tern_xmalloc(n);
+            snprintf(h->muc_domain, n, "conference.%s", h->domain);
+        }
     }
     return 0;
 }
@@ -1056,6 +1064,7 @@ void config_free(config_t *cfg)
         free(cfg->hosts[i].certificate);
         free(cfg->hosts[i].key);
         free_list(cfg->hosts[i].contact_addresses);
+        free(cfg->hosts[i].muc_domain);
     }
     free(cfg->hosts);
     free(cfg);

@@ -35,6 +35,7 @@ typedef struct config_host {
     unsigned mam_retention;        /* seconds; 0 = forever; default 30 days */
     unsigned mam_max_page;         /* default 250 */
     char **contact_addresses;      /* "type=uri" items (XEP-0157); default none */
+    char *muc_domain;              /* XEP-0045 service; default conference.<domain>; "none" = off */
 } config_host_t;
 
 typedef struct config {

@@ -76,6 +76,7 @@ static void test_defaults(void **state)
     assert_string_equal(h->domain, "localhost");
     assert_string_equal(h->certificate, "var/certs/localhost.crt");
     assert_string_equal(h->key, "var/certs/localhost.key");
+    assert_string_equal(h->muc_domain, "conference.localhost");
     assert_false(h->registration);
     assert_int_equal(h->registration_limit, 3);
     assert_int_equal(h->registration_window, 3600);
@@ -109,6 +110,7 @@ static void test_every_option(void **state)
                              "[host example.org]\n"
                              "certificate = /etc/tern/e.pem\n"
                              "key = /etc/tern/e.key\n"
+                             "muc_domain = none\n"
                              "registration = true\n"
                              "registration_limit = 0\n"
                              "registration_window = 15m\n");
@@ -140,6 +142,7 @@ static void test_every_option(void **state)
     const config_host_t *h = &cfg->hosts[0];
     assert_string_equal(h->certificate, "/etc/tern/e.pem");
     assert_string_equal(h->key, "/etc/tern/e.key");
+    assert_string_equal(h->muc_domain, "none");
     assert_true(h->registration);
     assert_int_equal(h->registration_limit, 0);
     assert_int_equal(h->registration_window, 900);

@@ -1,0 +1,1799 @@
+/* SPDX-License-Identifier: MIT
+ * muc.c - XEP-0045 multi-user chat on a service domain of each host
+ * (conference.<domain> unless muc_domain says otherwise).
+ *
+ * A room lives on the worker that owns its bare JID (the router hands
+ * every stanza for it there), so a room and its occupants are plain
+ * per-instance state without locks. Rooms are kept in memory only.
+ */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/common.h"
+#include "../core/config.h"
+#include "../core/log.h"
+#include "../storage/storage.h"
+#include "../xml/ns.h"
+#include "../xml/parser.h"
+#include "tern/module.h"
+
+#define NS_MUC_OWNER   "http://jabber.org/protocol/muc#owner"
+#define NS_MUC_ADMIN   "http://jabber.org/protocol/muc#admin"
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
+#define MUC_HISTORY    20
+#define MUC_MAX_FULLS  8
+#define MUC_STORE      "muc_rooms"
+#define NS_TERN_MUC    "urn:tern:muc:0"
+#define MUC_MAX_QUEUED 64
+#define MUC_MAX_FWD    64
+
+typedef enum { AFF_OUTCAST = -1, AFF_NONE = 0, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } aff_t;
+typedef enum { ROLE_NONE = 0, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } role_t;
+
+static const char *const aff_names[] = {"outcast", "none", "member", "admin", "owner"};
+static const char *const role_names[] = {"none", "visitor", "participant", "moderator"};
+
+typedef struct occupant {
+    char *nick;
+    char *bare;                 /* real bare JID */
+    char *fulls[MUC_MAX_FULLS]; /* the real full JIDs joined under this nick */
+    size_t nfull;
+    role_t role;
+    xml_stanza_t *pres; /* last available presence, without from/to and MUC payloads */
+    struct occupant *next;
+} occupant_t;
+
+typedef struct affil {
+    char *jid;
+    aff_t aff;
+    struct affil *next;
+} affil_t;
+
+typedef struct {
+    xml_stanza_t *st; /* the broadcast message with its room 'from', no 'to' */
+    time_t when;
+    size_t chars;
+} hist_t;
+
+typedef struct {
+    char *name, *desc, *secret;
+    bool persistent, public_, membersonly, moderated, passwordprotected, whois_anyone;
+    bool changesubject, allowinvites, allowpm;
+    unsigned maxusers; /* 0 = no limit */
+} room_cfg_t;
+
+typedef struct room {
+    char *local;
+    char *jid; /* room@service */
+    room_cfg_t cfg;
+    bool locked; /* created, waiting for its owner's configuration */
+    char *subject, *subject_from;
+    occupant_t *occupants;
+    affil_t *affils;
+    hist_t hist[MUC_HISTORY];
+    size_t hist_start, hist_len;
+    struct iq_fwd *fwds; /* iqs passed to an occupant, newest first */
+    size_t nfwd;
+    struct room *next;
+} room_t;
+
+/* An iq forwarded from one occupant to another under a new id, so the
+ * answer can find its way back without showing real JIDs. */
+typedef struct iq_fwd {
+    char *id, *orig_id, *requester, *target;
+    struct iq_fwd *next;
+} iq_fwd_t;
+
+/* Stanzas for a room not in memory wait here while storage is asked
+ * whether it is a persistent room from an earlier run. */
+typedef struct queued {
+    xml_stanza_t *st;
+    jid_t from, to;
+    struct queued *next;
+} queued_t;
+
+typedef struct pending {
+    char *local;
+    queued_t *head, **tail;
+    size_t n;
+    struct pending *next;
+} pending_t;
+
+typedef struct dir_entry {
+    char *jid, *name;
+    struct dir_entry *next;
+} dir_entry_t;
+
+typedef struct {
+    tern_host_t *host;
+    tern_server_t *srv;
+    char *domain;
+    unsigned char key[32]; /* occupant-id HMAC key; worker 0's counts */
+    room_t *rooms;
+    pending_t *pending;
+    /* The public rooms of every worker (worker 0's instance keeps it):
+     * disco#items on the service runs on any worker. */
+    pthread_mutex_t dir_lock;
+    dir_entry_t *dir;
+} muc_t;
+
+extern const tern_module_def_t mod_muc;
+
+/* ------------------------------------------------------------------ helpers */
+
+static char *xasprintf(const char *a, const char *sep, const char *b)
+{
+    size_t n = strlen(a) + strlen(sep) + strlen(b) + 1;
+    char *s = tern_xmalloc(n);
+    snprintf(s, n, "%s%s%s", a, sep, b);
+    return s;
+}
+
+static bool str_true(const char *v)
+{
+    return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+}
+
+static bool str_bool_ok(const char *v)
+{
+    return v && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0 || strcmp(v, "true") == 0 ||
+                 strcmp(v, "false") == 0);
+}
+
+static void set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = v && *v ? tern_xstrdup(v) : NULL;
+}
+
+static void route_to(muc_t *mt, xml_stanza_t *tmpl, const char *to)
+{
+    xml_stanza_t *c = xml_stanza_copy(tmpl);
+    xml_node_set_attr(xml_stanza_root(c), "to", to);
+    tern_route(mt->srv, c);
+    xml_stanza_unref(c);
+}
+
+static void send_occ(muc_t *mt, const occupant_t *o, xml_stanza_t *tmpl)
+{
+    for (size_t i = 0; i < o->nfull; i++)
+        route_to(mt, tmpl, o->fulls[i]);
+}
+
+static char *occ_jid(const room_t *r, const char *nick)
+{
+    return xasprintf(r->jid, "/", nick);
+}
+
+static room_t *find_room(muc_t *mt, const char *local)
+{
+    for (room_t *r = mt->rooms; r; r = r->next)
+        if (strcmp(r->local, local) == 0)
+            return r;
+    return NULL;
+}
+
+static occupant_t *find_nick(room_t *r, const char *nick)
+{
+    for (occupant_t *o = r->occupants; o; o = o->next)
+        if (strcmp(o->nick, nick) == 0)
+            return o;
+    return NULL;
+}
+
+static occupant_t *find_full(room_t *r, const char *full)
+{
+    for (occupant_t *o = r->occupants; o; o = o->next)
+        for (size_t i = 0; i < o->nfull; i++)
+            if (strcmp(o->fulls[i], full) == 0)
+                return o;
+    return NULL;
+}
+
+static size_t occupant_count(const room_t *r)
+{
+    size_t n = 0;
+    for (const occupant_t *o = r->occupants; o; o = o->next)
+        n++;
+    return n;
+}
+
+static aff_t get_aff(const room_t *r, const char *bare)
+{
+    for (const affil_t *a = r->affils; a; a = a->next)
+        if (strcmp(a->jid, bare) == 0)
+            return a->aff;
+    return AFF_NONE;
+}
+
+static void set_aff(room_t *r, const char *bare, aff_t aff)
+{
+    for (affil_t **pp = &r->affils; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->jid, bare) == 0) {
+            if (aff == AFF_NONE) {
+                affil_t *a = *pp;
+                *pp = a->next;
+                free(a->jid);
+                free(a);
+            } else {
+                (*pp)->aff = aff;
+            }
+            return;
+        }
+    }
+    if (aff == AFF_NONE)
+        return;
+    affil_t *a = tern_xcalloc(1, sizeof(*a));
+    a->jid = tern_xstrdup(bare);
+    a->aff = aff;
+    a->next = r->affils;
+    r->affils = a;
+}
+
+static int parse_aff(const char *s)
+{
+    for (int i = 0; s && i < 5; i++)
+        if (strcmp(s, aff_names[i]) == 0)
+            return i - 1;
+    return -2;
+}
+
+static int parse_role(const char *s)
+{
+    for (int i = 0; s && i < 4; i++)
+        if (strcmp(s, role_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static role_t default_role(const room_t *r, aff_t aff)
+{
+    if (aff >= AFF_ADMIN)
+        return ROLE_MODERATOR;
+    if (r->cfg.moderated && aff < AFF_MEMBER)
+        return ROLE_VISITOR;
+    return ROLE_PARTICIPANT;
+}
+
+static void occupant_free(occupant_t *o)
+{
+    free(o->nick);
+    free(o->bare);
+    for (size_t i = 0; i < o->nfull; i++)
+        free(o->fulls[i]);
+    if (o->pres)
+        xml_stanza_unref(o->pres);
+    free(o);
+}
+
+static void remove_occupant(room_t *r, occupant_t *o)
+{
+    for (occupant_t **pp = &r->occupants; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    occupant_free(o);
+}
+
+static void fwd_free(iq_fwd_t *f)
+{
+    free(f->id);
+    free(f->orig_id);
+    free(f->requester);
+    free(f->target);
+    free(f);
+}
+
+static void room_free(room_t *r)
+{
+    while (r->fwds) {
+        iq_fwd_t *f = r->fwds;
+        r->fwds = f->next;
+        fwd_free(f);
+    }
+    while (r->occupants) {
+        occupant_t *o = r->occupants;
+        r->occupants = o->next;
+        occupant_free(o);
+    }
+    while (r->affils) {
+        affil_t *a = r->affils;
+        r->affils = a->next;
+        free(a->jid);
+        free(a);
+    }
+    for (size_t i = 0; i < r->hist_len; i++)
+        xml_stanza_unref(r->hist[(r->hist_start + i) % MUC_HISTORY].st);
+    free(r->cfg.name);
+    free(r->cfg.desc);
+    free(r->cfg.secret);
+    free(r->subject);
+    free(r->subject_from);
+    free(r->local);
+    free(r->jid);
+    free(r);
+}
+
+static muc_t *primary(muc_t *mt)
+{
+    muc_t *p = tern_module_primary_state(mt->host, &mod_muc);
+    return p ? p : mt;
+}
+
+/* Lists r in the service's directory if it is public and open for
+ * business, else takes it out. */
+static void dir_update(muc_t *mt, const room_t *r, bool gone)
+{
+    muc_t *p = primary(mt);
+    bool listed = !gone && r->cfg.public_ && !r->locked;
+    pthread_mutex_lock(&p->dir_lock);
+    dir_entry_t **pp = &p->dir;
+    while (*pp && strcmp((*pp)->jid, r->jid) != 0)
+        pp = &(*pp)->next;
+    if (*pp && !listed) {
+        dir_entry_t *e = *pp;
+        *pp = e->next;
+        free(e->jid);
+        free(e->name);
+        free(e);
+    } else if (listed) {
+        if (!*pp) {
+            *pp = tern_xcalloc(1, sizeof(**pp));
+            (*pp)->jid = tern_xstrdup(r->jid);
+        }
+        free((*pp)->name);
+        (*pp)->name = tern_xstrdup(r->cfg.name ? r->cfg.name : r->local);
+    }
+    pthread_mutex_unlock(&p->dir_lock);
+}
+
+static void destroy_room(muc_t *mt, room_t *r)
+{
+    dir_update(mt, r, true);
+    for (room_t **pp = &mt->rooms; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    room_free(r);
+}
+
+static void maybe_gc(muc_t *mt, room_t *r)
+{
+    if (!r->occupants && !r->cfg.persistent)
+        destroy_room(mt, r);
+}
+
+/* XEP-0421: the same real bare JID gets the same id in a room, and the id
+ * tells nothing about the JID without the key. */
+static void occupant_id(muc_t *mt, const room_t *r, const char *bare, char out[64])
+{
+    const muc_t *prim = tern_module_primary_state(mt->host, &mod_muc);
+    const unsigned char *key = prim ? prim->key : mt->key;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char *data = xasprintf(r->jid, " ", bare);
+    HMAC(EVP_sha256(), key, 32, (const unsigned char *)data, strlen(data), md, &mdlen);
+    free(data);
+    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+}
+
+static void random_id(char out[33])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        memset(b, 0, sizeof(b));
+    for (size_t i = 0; i < sizeof(b); i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ------------------------------------------------------------------ storage */
+
+enum { JOB_GET, JOB_PUT, JOB_DEL };
+
+typedef struct {
+    muc_t *mt;
+    int op;
+    char *host, *local;
+    char *data;
+    size_t len;
+} store_job_t;
+
+static int store_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    store_job_t *j = arg;
+    const char *svc = j->mt->domain;
+    switch (j->op) {
+    case JOB_PUT:
+        return drv->kv_put(db, j->host, svc, MUC_STORE, j->local, j->data, j->len);
+    case JOB_DEL:
+        return drv->kv_del(db, j->host, svc, MUC_STORE, j->local);
+    default:
+        return drv->kv_get(db, j->host, svc, MUC_STORE, j->local, &j->data, &j->len);
+    }
+}
+
+static void store_job_free(store_job_t *j)
+{
+    free(j->host);
+    free(j->local);
+    free(j->data);
+    free(j);
+}
+
+static void store_written(void *arg, int result)
+{
+    store_job_t *j = arg;
+    if (result != 0 && !(j->op == JOB_DEL && result == TERN_ENOENT))
+        log_warn("muc", "storing room %s@%s failed (%d)", j->local, j->mt->domain, result);
+    store_job_free(j);
+}
+
+static store_job_t *store_job(muc_t *mt, int op, const char *local)
+{
+    store_job_t *j = tern_xcalloc(1, sizeof(*j));
+    j->mt = mt;
+    j->op = op;
+    j->host = tern_xstrdup(tern_host_domain(mt->host));
+    j->local = tern_xstrdup(local);
+    return j;
+}
+
+static void set_flag(xml_node_t *n, const char *name, bool v)
+{
+    xml_node_set_attr(n, name, v ? "1" : "0");
+}
+
+/* Writes what survives a restart: configuration, affiliations, subject;
+ * a room that is not (or no longer) persistent is removed instead. */
+static void save_room(muc_t *mt, const room_t *r)
+{
+    if (!r->cfg.persistent) {
+        store_job_t *j = store_job(mt, JOB_DEL, r->local);
+        if (tern_storage_submit(mt->srv, store_run, store_written, j) != 0)
+            store_job_free(j);
+        return;
+    }
+    xml_stanza_t *st = xml_stanza_new("room", NS_TERN_MUC);
+    xml_node_t *n = xml_stanza_root(st);
+    const room_cfg_t *c = &r->cfg;
+    if (c->name)
+        xml_node_set_attr(n, "name", c->name);
+    if (c->desc)
+        xml_node_set_attr(n, "desc", c->desc);
+    if (c->secret)
+        xml_node_set_attr(n, "secret", c->secret);
+    set_flag(n, "public", c->public_);
+    set_flag(n, "membersonly", c->membersonly);
+    set_flag(n, "moderated", c->moderated);
+    set_flag(n, "passwordprotected", c->passwordprotected);
+    set_flag(n, "whois_anyone", c->whois_anyone);
+    set_flag(n, "changesubject", c->changesubject);
+    set_flag(n, "allowinvites", c->allowinvites);
+    set_flag(n, "allowpm", c->allowpm);
+    char num[32];
+    snprintf(num, sizeof(num), "%u", c->maxusers);
+    xml_node_set_attr(n, "maxusers", num);
+    if (r->subject)
+        xml_node_add_child_text(n, "subject", NS_TERN_MUC, r->subject);
+    if (r->subject_from)
+        xml_node_set_attr(n, "subject_from", r->subject_from);
+    for (const affil_t *a = r->affils; a; a = a->next) {
+        xml_node_t *an = xml_node_add_child(n, "affiliation", NS_TERN_MUC);
+        xml_node_set_attr(an, "jid", a->jid);
+        xml_node_set_attr(an, "aff", aff_names[a->aff + 1]);
+    }
+    store_job_t *j = store_job(mt, JOB_PUT, r->local);
+    j->data = xml_node_to_string(n, NS_CLIENT, &j->len);
+    xml_stanza_unref(st);
+    if (!j->data || tern_storage_submit(mt->srv, store_run, store_written, j) != 0)
+        store_job_free(j);
+}
+
+static void save_if_persistent(muc_t *mt, const room_t *r)
+{
+    if (r->cfg.persistent)
+        save_room(mt, r);
+}
+
+static room_t *create_room(muc_t *mt, const char *local);
+
+static void load_room(muc_t *mt, const char *local, const char *data, size_t len)
+{
+    xml_stanza_t *st = xml_parse_element(data, len, NS_CLIENT, len);
+    xml_node_t *n = st ? xml_stanza_root(st) : NULL;
+    if (!xml_node_is(n, "room", NS_TERN_MUC)) {
+        log_warn("muc", "stored room %s@%s is unreadable", local, mt->domain);
+        if (st)
+            xml_stanza_unref(st);
+        return;
+    }
+    room_t *r = create_room(mt, local);
+    r->locked = false;
+    room_cfg_t *c = &r->cfg;
+    c->persistent = true;
+    set_str(&c->name, xml_node_attr(n, "name"));
+    set_str(&c->desc, xml_node_attr(n, "desc"));
+    set_str(&c->secret, xml_node_attr(n, "secret"));
+    c->public_ = str_true(xml_node_attr(n, "public"));
+    c->membersonly = str_true(xml_node_attr(n, "membersonly"));
+    c->moderated = str_true(xml_node_attr(n, "moderated"));
+    c->passwordprotected = str_true(xml_node_attr(n, "passwordprotected"));
+    c->whois_anyone = str_true(xml_node_attr(n, "whois_anyone"));
+    c->changesubject = str_true(xml_node_attr(n, "changesubject"));
+    c->allowinvites = str_true(xml_node_attr(n, "allowinvites"));
+    c->allowpm = str_true(xml_node_attr(n, "allowpm"));
+    const char *mu = xml_node_attr(n, "maxusers");
+    c->maxusers = mu ? (unsigned)strtoul(mu, NULL, 10) : 0;
+    xml_node_t *subj = xml_node_child(n, "subject", NS_TERN_MUC);
+    if (subj)
+        set_str(&r->subject, xml_node_text(subj));
+    set_str(&r->subject_from, xml_node_attr(n, "subject_from"));
+    for (xml_node_t *a = xml_node_child(n, "affiliation", NS_TERN_MUC); a;
+         a = xml_node_next(a, "affiliation", NS_TERN_MUC)) {
+        int aff = parse_aff(xml_node_attr(a, "aff"));
+        const char *jid = xml_node_attr(a, "jid");
+        if (jid && aff >= -1 && aff != AFF_NONE)
+            set_aff(r, jid, (aff_t)aff);
+    }
+    dir_update(mt, r, false);
+    xml_stanza_unref(st);
+}
+
+static void dispatch(muc_t *mt, tern_stanza_ev_t *ev);
+
+static void room_looked_up(void *arg, int result)
+{
+    store_job_t *j = arg;
+    muc_t *mt = j->mt;
+    pending_t *p = NULL;
+    for (pending_t **pp = &mt->pending; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->local, j->local) == 0) {
+            p = *pp;
+            *pp = p->next;
+            break;
+        }
+    }
+    if (result == 0 && j->data && !find_room(mt, j->local))
+        load_room(mt, j->local, j->data, j->len);
+    else if (result != 0 && result != TERN_ENOENT)
+        log_warn("muc", "looking up room %s@%s failed (%d)", j->local, mt->domain, result);
+    store_job_free(j);
+    if (!p)
+        return;
+    while (p->head) {
+        queued_t *q = p->head;
+        p->head = q->next;
+        tern_stanza_ev_t ev = {.host = mt->host, .stanza = q->st, .from = &q->from, .to = &q->to};
+        dispatch(mt, &ev);
+        xml_stanza_unref(q->st);
+        jid_clear(&q->from);
+        jid_clear(&q->to);
+        free(q);
+    }
+    free(p->local);
+    free(p);
+}
+
+/* Holds ev until storage said whether its room exists. */
+static void queue_for_lookup(muc_t *mt, tern_stanza_ev_t *ev)
+{
+    pending_t *p = mt->pending;
+    while (p && strcmp(p->local, ev->to->local) != 0)
+        p = p->next;
+    if (!p) {
+        store_job_t *j = store_job(mt, JOB_GET, ev->to->local);
+        if (tern_storage_submit(mt->srv, store_run, room_looked_up, j) != 0) {
+            store_job_free(j);
+            tern_bounce(mt->srv, ev->stanza, "wait", "internal-server-error", NULL);
+            return;
+        }
+        p = tern_xcalloc(1, sizeof(*p));
+        p->local = tern_xstrdup(ev->to->local);
+        p->tail = &p->head;
+        p->next = mt->pending;
+        mt->pending = p;
+    }
+    if (p->n >= MUC_MAX_QUEUED) {
+        tern_bounce(mt->srv, ev->stanza, "wait", "resource-constraint", NULL);
+        return;
+    }
+    queued_t *q = tern_xcalloc(1, sizeof(*q));
+    if (jid_copy(ev->from, &q->from) != 0 || jid_copy(ev->to, &q->to) != 0) {
+        jid_clear(&q->from);
+        free(q);
+        return;
+    }
+    q->st = xml_stanza_ref(ev->stanza);
+    *p->tail = q;
+    p->tail = &q->next;
+    p->n++;
+}
+
+/* ------------------------------------------------------------------ presence */
+
+static bool sees_jids(const room_t *r, const occupant_t *viewer)
+{
+    return r->cfg.whois_anyone || (viewer && viewer->role == ROLE_MODERATOR);
+}
+
+/* The presence of o as the room shows it to viewer. type NULL = available. */
+static xml_stanza_t *occ_presence(const room_t *r, const occupant_t *o, const occupant_t *viewer,
+                                  const char *type, const char *nick_override)
+{
+    xml_stanza_t *p;
+    if (o->pres && !type) {
+        p = xml_stanza_copy(o->pres);
+    } else {
+        p = xml_stanza_new("presence", NS_CLIENT);
+        if (type)
+            xml_node_set_attr(xml_stanza_root(p), "type", type);
+    }
+    xml_node_t *root = xml_stanza_root(p);
+    char *from = occ_jid(r, nick_override ? nick_override : o->nick);
+    xml_node_set_attr(root, "from", from);
+    free(from);
+    xml_node_t *x = xml_node_add_child(root, "x", NS_MUC_USER);
+    xml_node_t *item = xml_node_add_child(x, "item", NS_MUC_USER);
+    xml_node_set_attr(item, "affiliation", aff_names[get_aff(r, o->bare) + 1]);
+    xml_node_set_attr(item, "role", role_names[type ? ROLE_NONE : o->role]);
+    if (sees_jids(r, viewer))
+        xml_node_set_attr(item, "jid", o->fulls[0]);
+    return p;
+}
+
+static void add_status(xml_stanza_t *p, const char *code)
+{
+    xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+    xml_node_t *s = xml_node_add_child(x, "status", NS_MUC_USER);
+    xml_node_set_attr(s, "code", code);
+}
+
+/* Sends o's presence (type NULL or "unavailable") to every occupant, the
+ * self-presence with 110 plus extra status codes to o's sessions. */
+static void broadcast_presence(muc_t *mt, room_t *r, occupant_t *o, const char *type,
+                               const char *const *codes, size_t ncodes, const char *new_nick,
+                               const char *const *self_codes, size_t nself)
+{
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        xml_stanza_t *p = occ_presence(r, o, v, type, NULL);
+        if (new_nick) {
+            xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+            xml_node_set_attr(xml_node_child(x, "item", NS_MUC_USER), "nick", new_nick);
+        }
+        for (size_t i = 0; i < ncodes; i++)
+            add_status(p, codes[i]);
+        if (v == o) {
+            add_status(p, "110");
+            for (size_t i = 0; i < nself; i++)
+                add_status(p, self_codes[i]);
+        }
+        send_occ(mt, v, p);
+        xml_stanza_unref(p);
+    }
+}
+
+/* Removes o with an unavailable presence to all (codes: 307 kick, 301
+ * ban, 321 affiliation change) and the room if it is now empty. */
+static void eject(muc_t *mt, room_t *r, occupant_t *o, const char *code, const char *reason)
+{
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        xml_stanza_t *p = occ_presence(r, o, v, "unavailable", NULL);
+        xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+        if (reason && *reason)
+            xml_node_add_child_text(xml_node_child(x, "item", NS_MUC_USER), "reason", NS_MUC_USER,
+                                    reason);
+        if (code)
+            add_status(p, code);
+        if (v == o)
+            add_status(p, "110");
+        send_occ(mt, v, p);
+        xml_stanza_unref(p);
+    }
+    remove_occupant(r, o);
+}
+
+static void send_history(muc_t *mt, room_t *r, const char *to, xml_node_t *hreq)
+{
+    long maxstanzas = MUC_HISTORY, maxchars = -1, seconds = -1;
+    time_t since = 0;
+    if (hreq) {
+        const char *v;
+        if ((v = xml_node_attr(hreq, "maxstanzas")))
+            maxstanzas = strtol(v, NULL, 10);
+        if ((v = xml_node_attr(hreq, "maxchars")))
+            maxchars = strtol(v, NULL, 10);
+        if ((v = xml_node_attr(hreq, "seconds")))
+            seconds = strtol(v, NULL, 10);
+        if ((v = xml_node_attr(hreq, "since"))) {
+            struct tm tm = {0};
+            if (strptime(v, "%Y-%m-%dT%H:%M:%S", &tm))
+                since = timegm(&tm);
+        }
+    }
+    time_t now = time(NULL);
+    size_t first = r->hist_len;
+    long chars = 0, count = 0;
+    /* walk back from the newest while the limits allow */
+    while (first > 0) {
+        const hist_t *h = &r->hist[(r->hist_start + first - 1) % MUC_HISTORY];
+        if (maxstanzas >= 0 && count >= maxstanzas)
+            break;
+        if (maxchars >= 0 && chars + (long)h->chars > maxchars)
+            break;
+        if (seconds >= 0 && now - h->when > seconds)
+            break;
+        if (since && h->when < since)
+            break;
+        chars += (long)h->chars;
+        count++;
+        first--;
+    }
+    for (size_t i = first; i < r->hist_len; i++) {
+        const hist_t *h = &r->hist[(r->hist_start + i) % MUC_HISTORY];
+        xml_stanza_t *c = xml_stanza_copy(h->st);
+        xml_node_set_attr(xml_stanza_root(c), "to", to);
+        tern_stamp_delay(xml_stanza_root(c), r->jid, h->when, NULL);
+        tern_route(mt->srv, c);
+        xml_stanza_unref(c);
+    }
+}
+
+static xml_stanza_t *subject_message(const room_t *r)
+{
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "type", "groupchat");
+    if (r->subject_from) {
+        char *from = occ_jid(r, r->subject_from);
+        xml_node_set_attr(root, "from", from);
+        free(from);
+    } else {
+        xml_node_set_attr(root, "from", r->jid);
+    }
+    xml_node_add_child_text(root, "subject", NS_CLIENT, r->subject ? r->subject : "");
+    return m;
+}
+
+static room_t *create_room(muc_t *mt, const char *local)
+{
+    room_t *r = tern_xcalloc(1, sizeof(*r));
+    r->local = tern_xstrdup(local);
+    r->jid = xasprintf(local, "@", mt->domain);
+    r->cfg.public_ = true;
+    r->cfg.allowpm = true;
+    r->locked = true;
+    r->next = mt->rooms;
+    mt->rooms = r;
+    return r;
+}
+
+static void strip_muc_payloads(xml_node_t *root)
+{
+    xml_node_t *x;
+    while ((x = xml_node_child(root, "x", NS_MUC)))
+        xml_node_detach(x);
+    while ((x = xml_node_child(root, "x", NS_MUC_USER)))
+        xml_node_detach(x);
+    xml_node_set_attr(root, "from", NULL);
+    xml_node_set_attr(root, "to", NULL);
+}
+
+static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const char *full,
+                 const char *bare, const char *nick)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    xml_node_t *mx = xml_node_child(root, "x", NS_MUC);
+    aff_t aff = get_aff(r, bare);
+    occupant_t *same = find_nick(r, nick);
+    if (!created) {
+        if (r->locked && aff != AFF_OWNER) {
+            tern_bounce(mt->srv, st, "cancel", "item-not-found", NULL);
+            return;
+        }
+        if (aff == AFF_OUTCAST) {
+            tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+            return;
+        }
+        if (same && strcmp(same->bare, bare) != 0) {
+            tern_bounce(mt->srv, st, "cancel", "conflict", NULL);
+            return;
+        }
+        if (r->cfg.membersonly && aff < AFF_MEMBER) {
+            tern_bounce(mt->srv, st, "auth", "registration-required", NULL);
+            return;
+        }
+        if (!same && r->cfg.maxusers && occupant_count(r) >= r->cfg.maxusers && aff < AFF_ADMIN) {
+            tern_bounce(mt->srv, st, "wait", "service-unavailable", NULL);
+            return;
+        }
+        if (r->cfg.passwordprotected && aff != AFF_OWNER) {
+            const char *pw = mx ? xml_node_text(xml_node_child(mx, "password", NS_MUC)) : NULL;
+            if (!pw || !r->cfg.secret || strcmp(pw, r->cfg.secret) != 0) {
+                tern_bounce(mt->srv, st, "auth", "not-authorized", NULL);
+                return;
+            }
+        }
+    }
+    xml_stanza_t *pres = xml_stanza_copy(st);
+    strip_muc_payloads(xml_stanza_root(pres));
+    occupant_t *o = same;
+    if (o) {
+        /* another session of the same person under the same nick */
+        if (o->nfull >= MUC_MAX_FULLS) {
+            xml_stanza_unref(pres);
+            tern_bounce(mt->srv, st, "wait", "resource-constraint", NULL);
+            return;
+        }
+        o->fulls[o->nfull++] = tern_xstrdup(full);
+        xml_stanza_unref(o->pres);
+        o->pres = pres;
+    } else {
+        o = tern_xcalloc(1, sizeof(*o));
+        o->nick = tern_xstrdup(nick);
+        o->bare = tern_xstrdup(bare);
+        o->fulls[o->nfull++] = tern_xstrdup(full);
+        o->role = default_role(r, aff);
+        o->pres = pres;
+        /* append so the join order is kept */
+        occupant_t **pp = &r->occupants;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = o;
+    }
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        if (v == o)
+            continue;
+        xml_stanza_t *p = occ_presence(r, v, o, NULL, NULL);
+        route_to(mt, p, full);
+        xml_stanza_unref(p);
+    }
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        if (v == o)
+            continue;
+        xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
+        send_occ(mt, v, p);
+        xml_stanza_unref(p);
+    }
+    xml_stanza_t *self = occ_presence(r, o, o, NULL, NULL);
+    if (r->cfg.whois_anyone)
+        add_status(self, "100");
+    if (created)
+        add_status(self, "201");
+    add_status(self, "110");
+    route_to(mt, self, full);
+    xml_stanza_unref(self);
+    send_history(mt, r, full, mx ? xml_node_child(mx, "history", NS_MUC) : NULL);
+    xml_stanza_t *subj = subject_message(r);
+    route_to(mt, subj, full);
+    xml_stanza_unref(subj);
+}
+
+static void leave(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, const char *full)
+{
+    if (o->nfull > 1) {
+        /* one of several sessions goes: only it hears about it */
+        for (size_t i = 0; i < o->nfull; i++) {
+            if (strcmp(o->fulls[i], full) == 0) {
+                free(o->fulls[i]);
+                o->fulls[i] = o->fulls[--o->nfull];
+                break;
+            }
+        }
+        xml_stanza_t *p = occ_presence(r, o, o, "unavailable", NULL);
+        add_status(p, "110");
+        route_to(mt, p, full);
+        xml_stanza_unref(p);
+        return;
+    }
+    xml_node_t *status = xml_node_child(xml_stanza_root(st), "status", NULL);
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        xml_stanza_t *p = occ_presence(r, o, v, "unavailable", NULL);
+        if (status)
+            xml_node_append_copy(xml_stanza_root(p), status);
+        if (v == o)
+            add_status(p, "110");
+        send_occ(mt, v, p);
+        xml_stanza_unref(p);
+    }
+    remove_occupant(r, o);
+    maybe_gc(mt, r);
+}
+
+static void change_nick(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, const char *nick)
+{
+    occupant_t *other = find_nick(r, nick);
+    if (other) {
+        tern_bounce(mt->srv, st, "cancel", "conflict", NULL);
+        return;
+    }
+    const char *codes[] = {"303"};
+    broadcast_presence(mt, r, o, "unavailable", codes, 1, nick, NULL, 0);
+    free(o->nick);
+    o->nick = tern_xstrdup(nick);
+    broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+}
+
+static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full,
+                        const char *bare)
+{
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    const char *type = xml_node_attr(root, "type");
+    const char *nick = ev->to->resource;
+    occupant_t *o = r ? find_full(r, full) : NULL;
+    if (type && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
+        return; /* subscriptions and probes mean nothing to a room */
+    if (type) {
+        if (o)
+            leave(mt, r, o, ev->stanza, full);
+        return;
+    }
+    if (!nick) {
+        tern_bounce(mt->srv, ev->stanza, "modify", "jid-malformed", NULL);
+        return;
+    }
+    if (o) {
+        if (strcmp(o->nick, nick) != 0) {
+            change_nick(mt, r, o, ev->stanza, nick);
+            return;
+        }
+        xml_stanza_t *pres = xml_stanza_copy(ev->stanza);
+        strip_muc_payloads(xml_stanza_root(pres));
+        xml_stanza_unref(o->pres);
+        o->pres = pres;
+        broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+        return;
+    }
+    bool created = false;
+    if (!r) {
+        r = create_room(mt, ev->to->local);
+        set_aff(r, bare, AFF_OWNER);
+        created = true;
+    }
+    join(mt, r, created, ev->stanza, full, bare, nick);
+    if (created && !r->occupants)
+        destroy_room(mt, r);
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static void add_history(room_t *r, xml_stanza_t *m)
+{
+    if (r->hist_len == MUC_HISTORY) {
+        xml_stanza_unref(r->hist[r->hist_start].st);
+        r->hist_start = (r->hist_start + 1) % MUC_HISTORY;
+        r->hist_len--;
+    }
+    hist_t *h = &r->hist[(r->hist_start + r->hist_len) % MUC_HISTORY];
+    h->st = xml_stanza_ref(m);
+    h->when = time(NULL);
+    size_t len = 0;
+    char *s = xml_node_to_string(xml_stanza_root(m), NS_CLIENT, &len);
+    free(s);
+    h->chars = len;
+    r->hist_len++;
+}
+
+static void broadcast_message(muc_t *mt, room_t *r, xml_stanza_t *m)
+{
+    for (occupant_t *v = r->occupants; v; v = v->next)
+        send_occ(mt, v, m);
+}
+
+static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o)
+{
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    xml_node_t *subject = xml_node_child(root, "subject", NULL);
+    xml_node_t *body = xml_node_child(root, "body", NULL);
+    if (subject && !body) {
+        if (!(o->role == ROLE_MODERATOR || (r->cfg.changesubject && o->role >= ROLE_PARTICIPANT))) {
+            tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+            return;
+        }
+        set_str(&r->subject, xml_node_text(subject));
+        set_str(&r->subject_from, o->nick);
+        save_if_persistent(mt, r);
+    } else if (o->role < ROLE_PARTICIPANT) {
+        tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+        return;
+    }
+    xml_stanza_t *m = xml_stanza_copy(ev->stanza);
+    xml_node_t *mr = xml_stanza_root(m);
+    /* ids from the sender cannot be trusted to be ours */
+    for (xml_node_t *c = xml_node_child(mr, NULL, NULL), *next; c; c = next) {
+        next = xml_node_next(c, NULL, NULL);
+        if (xml_node_is(c, "stanza-id", NS_STANZA_ID) ||
+            xml_node_is(c, "occupant-id", NS_OCCUPANT_ID))
+            xml_node_detach(c);
+    }
+    char *from = occ_jid(r, o->nick);
+    xml_node_set_attr(mr, "from", from);
+    free(from);
+    xml_node_set_attr(mr, "to", NULL);
+    if (!(subject && !body)) {
+        char id[33];
+        random_id(id);
+        xml_node_t *sid = xml_node_add_child(mr, "stanza-id", NS_STANZA_ID);
+        xml_node_set_attr(sid, "id", id);
+        xml_node_set_attr(sid, "by", r->jid);
+    }
+    char oid[64];
+    occupant_id(mt, r, o->bare, oid);
+    xml_node_set_attr(xml_node_add_child(mr, "occupant-id", NS_OCCUPANT_ID), "id", oid);
+    if (body)
+        add_history(r, m);
+    broadcast_message(mt, r, m);
+    xml_stanza_unref(m);
+}
+
+static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o, xml_node_t *inv,
+                      const char *full)
+{
+    aff_t aff = get_aff(r, o->bare);
+    if (r->cfg.membersonly && !r->cfg.allowinvites && aff < AFF_ADMIN) {
+        tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+        return;
+    }
+    const char *to = xml_node_attr(inv, "to");
+    jid_t tj;
+    if (!to || jid_parse(to, &tj) != 0) {
+        tern_bounce(mt->srv, ev->stanza, "modify", "jid-malformed", NULL);
+        return;
+    }
+    char *tbare = jid_bare_string(&tj);
+    if (r->cfg.membersonly && get_aff(r, tbare) == AFF_NONE) {
+        set_aff(r, tbare, AFF_MEMBER);
+        save_if_persistent(mt, r);
+    }
+    free(tbare);
+    jid_clear(&tj);
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", r->jid);
+    xml_node_t *x = xml_node_add_child(root, "x", NS_MUC_USER);
+    xml_node_t *i = xml_node_add_child(x, "invite", NS_MUC_USER);
+    xml_node_set_attr(i, "from", full);
+    xml_node_t *reason = xml_node_child(inv, "reason", NULL);
+    if (reason)
+        xml_node_add_child_text(i, "reason", NS_MUC_USER, xml_node_text(reason));
+    if (r->cfg.passwordprotected && r->cfg.secret)
+        xml_node_add_child_text(x, "password", NS_MUC_USER, r->cfg.secret);
+    char *body = xasprintf(full, " invites you to the room ", r->jid);
+    xml_node_add_child_text(root, "body", NS_CLIENT, body);
+    free(body);
+    route_to(mt, m, to);
+    xml_stanza_unref(m);
+}
+
+static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full)
+{
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    const char *type = xml_node_attr(root, "type");
+    if (type && strcmp(type, "error") == 0)
+        return;
+    if (!r) {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        return;
+    }
+    occupant_t *o = find_full(r, full);
+    if (!o) {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "not-acceptable", NULL);
+        return;
+    }
+    if (!ev->to->resource) {
+        if (type && strcmp(type, "groupchat") == 0) {
+            on_groupchat(mt, r, ev, o);
+            return;
+        }
+        xml_node_t *x = xml_node_child(root, "x", NS_MUC_USER);
+        xml_node_t *inv = x ? xml_node_child(x, "invite", NS_MUC_USER) : NULL;
+        if (inv) {
+            on_invite(mt, r, ev, o, inv, full);
+            return;
+        }
+        tern_bounce(mt->srv, ev->stanza, "modify", "bad-request", NULL);
+        return;
+    }
+    if (type && strcmp(type, "groupchat") == 0) {
+        tern_bounce(mt->srv, ev->stanza, "modify", "bad-request", NULL);
+        return;
+    }
+    occupant_t *t = find_nick(r, ev->to->resource);
+    if (!t) {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        return;
+    }
+    if (!r->cfg.allowpm && o->role != ROLE_MODERATOR) {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "not-allowed", NULL);
+        return;
+    }
+    xml_stanza_t *m = xml_stanza_copy(ev->stanza);
+    xml_node_t *mr = xml_stanza_root(m);
+    char *from = occ_jid(r, o->nick);
+    xml_node_set_attr(mr, "from", from);
+    free(from);
+    if (!xml_node_child(mr, "x", NS_MUC_USER))
+        xml_node_add_child(mr, "x", NS_MUC_USER);
+    send_occ(mt, t, m);
+    xml_stanza_unref(m);
+}
+
+/* ------------------------------------------------------------------ iq */
+
+static xml_stanza_t *iq_result(const xml_node_t *req)
+{
+    xml_stanza_t *r = xml_stanza_new("iq", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(r);
+    xml_node_set_attr(root, "type", "result");
+    xml_node_set_attr(root, "id", xml_node_attr(req, "id"));
+    xml_node_set_attr(root, "from", xml_node_attr(req, "to"));
+    xml_node_set_attr(root, "to", xml_node_attr(req, "from"));
+    return r;
+}
+
+static void send_result(muc_t *mt, xml_stanza_t *r)
+{
+    tern_route(mt->srv, r);
+    xml_stanza_unref(r);
+}
+
+static void add_field(xml_node_t *x, const char *var, const char *type, const char *label,
+                      const char *value)
+{
+    xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
+    xml_node_set_attr(f, "var", var);
+    if (type)
+        xml_node_set_attr(f, "type", type);
+    if (label)
+        xml_node_set_attr(f, "label", label);
+    xml_node_add_child_text(f, "value", NS_DATA, value ? value : "");
+}
+
+static void service_info(muc_t *mt, xml_stanza_t *res)
+{
+    xml_node_t *q = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_INFO);
+    xml_node_t *id = xml_node_add_child(q, "identity", NS_DISCO_INFO);
+    xml_node_set_attr(id, "category", "conference");
+    xml_node_set_attr(id, "type", "text");
+    xml_node_set_attr(id, "name", "Chatrooms");
+    const char *feats[] = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OCCUPANT_ID};
+    for (size_t i = 0; i < TERN_ARRAY_LEN(feats); i++)
+        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", feats[i]);
+    TERN_UNUSED(mt);
+}
+
+static void room_info(room_t *r, xml_stanza_t *res)
+{
+    xml_node_t *q = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_INFO);
+    xml_node_t *id = xml_node_add_child(q, "identity", NS_DISCO_INFO);
+    xml_node_set_attr(id, "category", "conference");
+    xml_node_set_attr(id, "type", "text");
+    xml_node_set_attr(id, "name", r->cfg.name ? r->cfg.name : r->local);
+    const char *feats[] = {
+        NS_DISCO_INFO,
+        NS_MUC,
+        NS_STANZA_ID,
+        NS_OCCUPANT_ID,
+        r->cfg.public_ ? "muc_public" : "muc_hidden",
+        r->cfg.membersonly ? "muc_membersonly" : "muc_open",
+        r->cfg.moderated ? "muc_moderated" : "muc_unmoderated",
+        r->cfg.passwordprotected ? "muc_passwordprotected" : "muc_unsecured",
+        r->cfg.whois_anyone ? "muc_nonanonymous" : "muc_semianonymous",
+        r->cfg.persistent ? "muc_persistent" : "muc_temporary",
+    };
+    for (size_t i = 0; i < TERN_ARRAY_LEN(feats); i++)
+        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", feats[i]);
+    xml_node_t *x = xml_node_add_child(q, "x", NS_DATA);
+    xml_node_set_attr(x, "type", "result");
+    add_field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roominfo");
+    add_field(x, "muc#roominfo_description", NULL, "Description", r->cfg.desc);
+    char n[32];
+    snprintf(n, sizeof(n), "%zu", occupant_count(r));
+    add_field(x, "muc#roominfo_occupants", NULL, "Number of occupants", n);
+    add_field(x, "muc#roominfo_subject", NULL, "Subject", r->subject);
+}
+
+static void config_form(room_t *r, xml_stanza_t *res)
+{
+    xml_node_t *q = xml_node_add_child(xml_stanza_root(res), "query", NS_MUC_OWNER);
+    xml_node_t *x = xml_node_add_child(q, "x", NS_DATA);
+    xml_node_set_attr(x, "type", "form");
+    xml_node_add_child_text(x, "title", NS_DATA, "Room configuration");
+    add_field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roomconfig");
+    add_field(x, "muc#roomconfig_roomname", "text-single", "Name", r->cfg.name);
+    add_field(x, "muc#roomconfig_roomdesc", "text-single", "Description", r->cfg.desc);
+    struct {
+        const char *var, *label;
+        bool v;
+    } bools[] = {
+        {"muc#roomconfig_persistentroom", "Persistent", r->cfg.persistent},
+        {"muc#roomconfig_publicroom", "Listed in the directory", r->cfg.public_},
+        {"muc#roomconfig_membersonly", "Members only", r->cfg.membersonly},
+        {"muc#roomconfig_moderatedroom", "Moderated", r->cfg.moderated},
+        {"muc#roomconfig_passwordprotectedroom", "Password required", r->cfg.passwordprotected},
+        {"muc#roomconfig_changesubject", "Participants may change the subject",
+         r->cfg.changesubject},
+        {"muc#roomconfig_allowinvites", "Participants may invite", r->cfg.allowinvites},
+        {"muc#roomconfig_allowpm", "Private messages allowed", r->cfg.allowpm},
+    };
+    for (size_t i = 0; i < TERN_ARRAY_LEN(bools); i++)
+        add_field(x, bools[i].var, "boolean", bools[i].label, bools[i].v ? "1" : "0");
+    add_field(x, "muc#roomconfig_roomsecret", "text-private", "Password", r->cfg.secret);
+    xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
+    xml_node_set_attr(f, "var", "muc#roomconfig_whois");
+    xml_node_set_attr(f, "type", "list-single");
+    xml_node_set_attr(f, "label", "Who may see real JIDs");
+    xml_node_add_child_text(f, "value", NS_DATA, r->cfg.whois_anyone ? "anyone" : "moderators");
+    const char *opts[] = {"moderators", "anyone"};
+    for (size_t i = 0; i < 2; i++) {
+        xml_node_t *o = xml_node_add_child(f, "option", NS_DATA);
+        xml_node_add_child_text(o, "value", NS_DATA, opts[i]);
+    }
+    char n[32];
+    snprintf(n, sizeof(n), "%u", r->cfg.maxusers);
+    add_field(x, "muc#roomconfig_maxusers", "text-single", "Maximum occupants (0 = no limit)", n);
+}
+
+static void cfg_free(room_cfg_t *c)
+{
+    free(c->name);
+    free(c->desc);
+    free(c->secret);
+}
+
+/* Applies a submitted muc#roomconfig form; false (room unchanged) on a
+ * bad value. */
+static bool apply_form(room_t *r, xml_node_t *x)
+{
+    room_cfg_t c = r->cfg;
+    c.name = r->cfg.name ? tern_xstrdup(r->cfg.name) : NULL;
+    c.desc = r->cfg.desc ? tern_xstrdup(r->cfg.desc) : NULL;
+    c.secret = r->cfg.secret ? tern_xstrdup(r->cfg.secret) : NULL;
+    struct {
+        const char *var;
+        bool *dst;
+    } bools[] = {
+        {"muc#roomconfig_persistentroom", &c.persistent},
+        {"muc#roomconfig_publicroom", &c.public_},
+        {"muc#roomconfig_membersonly", &c.membersonly},
+        {"muc#roomconfig_moderatedroom", &c.moderated},
+        {"muc#roomconfig_passwordprotectedroom", &c.passwordprotected},
+        {"muc#roomconfig_changesubject", &c.changesubject},
+        {"muc#roomconfig_allowinvites", &c.allowinvites},
+        {"muc#roomconfig_allowpm", &c.allowpm},
+    };
+    for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
+         f = xml_node_next(f, "field", NS_DATA)) {
+        const char *var = xml_node_attr(f, "var");
+        xml_node_t *vn = xml_node_child(f, "value", NS_DATA);
+        const char *v = vn ? xml_node_text(vn) : "";
+        if (!var)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < TERN_ARRAY_LEN(bools); i++) {
+            if (strcmp(var, bools[i].var) == 0) {
+                if (!str_bool_ok(v))
+                    goto bad;
+                *bools[i].dst = str_true(v);
+                known = true;
+            }
+        }
+        if (known)
+            continue;
+        if (strcmp(var, "muc#roomconfig_roomname") == 0) {
+            set_str(&c.name, v);
+        } else if (strcmp(var, "muc#roomconfig_roomdesc") == 0) {
+            set_str(&c.desc, v);
+        } else if (strcmp(var, "muc#roomconfig_roomsecret") == 0) {
+            set_str(&c.secret, v);
+        } else if (strcmp(var, "muc#roomconfig_whois") == 0) {
+            if (strcmp(v, "anyone") == 0)
+                c.whois_anyone = true;
+            else if (strcmp(v, "moderators") == 0)
+                c.whois_anyone = false;
+            else
+                goto bad;
+        } else if (strcmp(var, "muc#roomconfig_maxusers") == 0) {
+            char *end = NULL;
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 0 || n > 100000)
+                goto bad;
+            c.maxusers = (unsigned)n;
+        }
+    }
+    if (c.passwordprotected && !c.secret)
+        goto bad;
+    cfg_free(&r->cfg);
+    r->cfg = c;
+    return true;
+bad:
+    cfg_free(&c);
+    return false;
+}
+
+static void on_destroy(muc_t *mt, room_t *r, xml_node_t *d)
+{
+    for (occupant_t *o = r->occupants; o; o = o->next) {
+        xml_stanza_t *p = occ_presence(r, o, o, "unavailable", NULL);
+        xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+        xml_node_t *dd = xml_node_add_child(x, "destroy", NS_MUC_USER);
+        const char *alt = xml_node_attr(d, "jid");
+        if (alt)
+            xml_node_set_attr(dd, "jid", alt);
+        xml_node_t *reason = xml_node_child(d, "reason", NULL);
+        if (reason)
+            xml_node_add_child_text(dd, "reason", NS_MUC_USER, xml_node_text(reason));
+        add_status(p, "110");
+        send_occ(mt, o, p);
+        xml_stanza_unref(p);
+    }
+    if (r->cfg.persistent) {
+        r->cfg.persistent = false;
+        save_room(mt, r);
+    }
+    destroy_room(mt, r);
+}
+
+static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
+                     const char *bare)
+{
+    if (get_aff(r, bare) != AFF_OWNER) {
+        tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+        return;
+    }
+    xml_node_t *root = xml_stanza_root(st);
+    if (!is_set) {
+        xml_stanza_t *res = iq_result(root);
+        config_form(r, res);
+        send_result(mt, res);
+        return;
+    }
+    xml_node_t *d = xml_node_child(q, "destroy", NS_MUC_OWNER);
+    if (d) {
+        send_result(mt, iq_result(root));
+        on_destroy(mt, r, d);
+        return;
+    }
+    xml_node_t *x = xml_node_child(q, "x", NS_DATA);
+    if (!x) {
+        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        return;
+    }
+    const char *type = xml_node_attr(x, "type");
+    if (type && strcmp(type, "cancel") == 0) {
+        send_result(mt, iq_result(root));
+        return;
+    }
+    if (!type || strcmp(type, "submit") != 0 || !apply_form(r, x)) {
+        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        return;
+    }
+    r->locked = false;
+    save_room(mt, r);
+    dir_update(mt, r, false);
+    send_result(mt, iq_result(root));
+    /* members-only now: who is not a member has to go */
+    if (r->cfg.membersonly) {
+        for (occupant_t *o = r->occupants, *next; o; o = next) {
+            next = o->next;
+            if (get_aff(r, o->bare) < AFF_MEMBER)
+                eject(mt, r, o, "322", NULL);
+        }
+    }
+}
+
+static void apply_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff, const char *reason)
+{
+    set_aff(r, bare, aff);
+    save_if_persistent(mt, r);
+    for (occupant_t *o = r->occupants, *next; o; o = next) {
+        next = o->next;
+        if (strcmp(o->bare, bare) != 0)
+            continue;
+        if (aff == AFF_OUTCAST) {
+            eject(mt, r, o, "301", reason);
+        } else if (r->cfg.membersonly && aff < AFF_MEMBER) {
+            eject(mt, r, o, "321", reason);
+        } else {
+            o->role = default_role(r, aff);
+            broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+        }
+    }
+}
+
+/* One <item/> of a muc#admin set; NULL or the error condition. */
+static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t actor_aff,
+                              xml_node_t *item, const char **etype)
+{
+    const char *nick = xml_node_attr(item, "nick");
+    const char *jid = xml_node_attr(item, "jid");
+    const char *role_s = xml_node_attr(item, "role");
+    const char *aff_s = xml_node_attr(item, "affiliation");
+    xml_node_t *rn = xml_node_child(item, "reason", NULL);
+    const char *reason = rn ? xml_node_text(rn) : NULL;
+    *etype = "cancel";
+    if (role_s && nick) {
+        int role = parse_role(role_s);
+        if (role < 0) {
+            *etype = "modify";
+            return "bad-request";
+        }
+        occupant_t *t = find_nick(r, nick);
+        if (!t)
+            return "item-not-found";
+        if (!actor || actor->role != ROLE_MODERATOR) {
+            *etype = "auth";
+            return "forbidden";
+        }
+        aff_t taff = get_aff(r, t->bare);
+        if (role == ROLE_MODERATOR && actor_aff < AFF_ADMIN) {
+            *etype = "auth";
+            return "forbidden";
+        }
+        if (role != ROLE_MODERATOR && taff >= AFF_ADMIN && taff >= actor_aff)
+            return "not-allowed";
+        if (role != ROLE_MODERATOR && taff >= AFF_ADMIN && t->role == ROLE_MODERATOR &&
+            actor_aff < AFF_ADMIN)
+            return "not-allowed";
+        if (role == ROLE_NONE) {
+            eject(mt, r, t, "307", reason);
+        } else {
+            t->role = (role_t)role;
+            broadcast_presence(mt, r, t, NULL, NULL, 0, NULL, NULL, 0);
+        }
+        return NULL;
+    }
+    if (aff_s && jid) {
+        int aff = parse_aff(aff_s);
+        jid_t j;
+        if (aff < -1 || jid_parse(jid, &j) != 0) {
+            *etype = "modify";
+            return "bad-request";
+        }
+        char *bare = jid_bare_string(&j);
+        jid_clear(&j);
+        aff_t taff = get_aff(r, bare);
+        const char *err = NULL;
+        if (actor_aff < AFF_ADMIN) {
+            *etype = "auth";
+            err = "forbidden";
+        } else if (actor_aff == AFF_ADMIN && (taff >= AFF_ADMIN || aff >= AFF_ADMIN)) {
+            err = "not-allowed";
+        } else if (taff == AFF_OWNER && aff != AFF_OWNER) {
+            /* the last owner cannot step down: the room would be orphaned */
+            size_t owners = 0;
+            for (affil_t *a = r->affils; a; a = a->next)
+                owners += a->aff == AFF_OWNER;
+            if (owners <= 1)
+                err = "conflict";
+        }
+        if (!err)
+            apply_aff(mt, r, bare, (aff_t)aff, reason);
+        free(bare);
+        return err;
+    }
+    *etype = "modify";
+    return "bad-request";
+}
+
+static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
+                     const char *full, const char *bare)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    occupant_t *actor = find_full(r, full);
+    aff_t actor_aff = get_aff(r, bare);
+    xml_node_t *item = xml_node_child(q, "item", NS_MUC_ADMIN);
+    if (!item) {
+        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        return;
+    }
+    if (!is_set) {
+        const char *aff_s = xml_node_attr(item, "affiliation");
+        const char *role_s = xml_node_attr(item, "role");
+        xml_stanza_t *res = iq_result(root);
+        xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_MUC_ADMIN);
+        if (aff_s) {
+            int aff = parse_aff(aff_s);
+            if (aff < -1 || aff == AFF_NONE) {
+                xml_stanza_unref(res);
+                tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+                return;
+            }
+            if (actor_aff < AFF_ADMIN && !(aff == AFF_MEMBER && actor_aff == AFF_MEMBER)) {
+                xml_stanza_unref(res);
+                tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+                return;
+            }
+            for (affil_t *a = r->affils; a; a = a->next) {
+                if ((int)a->aff != aff)
+                    continue;
+                xml_node_t *it = xml_node_add_child(rq, "item", NS_MUC_ADMIN);
+                xml_node_set_attr(it, "affiliation", aff_names[a->aff + 1]);
+                xml_node_set_attr(it, "jid", a->jid);
+            }
+        } else {
+            int role = parse_role(role_s);
+            if (role <= ROLE_NONE) {
+                xml_stanza_unref(res);
+                tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+                return;
+            }
+            if (!actor || actor->role != ROLE_MODERATOR) {
+                xml_stanza_unref(res);
+                tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+                return;
+            }
+            for (occupant_t *o = r->occupants; o; o = o->next) {
+                if ((int)o->role != role)
+                    continue;
+                xml_node_t *it = xml_node_add_child(rq, "item", NS_MUC_ADMIN);
+                xml_node_set_attr(it, "role", role_names[o->role]);
+                xml_node_set_attr(it, "affiliation", aff_names[get_aff(r, o->bare) + 1]);
+                xml_node_set_attr(it, "nick", o->nick);
+                xml_node_set_attr(it, "jid", o->fulls[0]);
+            }
+        }
+        send_result(mt, res);
+        return;
+    }
+    for (; item; item = xml_node_next(item, "item", NS_MUC_ADMIN)) {
+        const char *etype = "cancel";
+        const char *err = admin_item(mt, r, actor, actor_aff, item, &etype);
+        if (err) {
+            tern_bounce(mt->srv, st, etype, err, NULL);
+            return;
+        }
+        actor = find_full(r, full); /* a self-kick may have removed it */
+    }
+    send_result(mt, iq_result(root));
+    maybe_gc(mt, r);
+}
+
+typedef struct {
+    xml_node_t *q;
+    muc_t *mt;
+} items_ud_t;
+
+static void forward_iq(muc_t *mt, room_t *r, xml_stanza_t *st, const occupant_t *from,
+                       const occupant_t *to, const char *full)
+{
+    if (r->nfwd >= MUC_MAX_FWD) {
+        /* the oldest unanswered one is given up */
+        iq_fwd_t **pp = &r->fwds;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        fwd_free(*pp);
+        *pp = NULL;
+        r->nfwd--;
+    }
+    char id[33];
+    random_id(id);
+    iq_fwd_t *f = tern_xcalloc(1, sizeof(*f));
+    f->id = tern_xstrdup(id);
+    const char *orig = xml_node_attr(xml_stanza_root(st), "id");
+    f->orig_id = tern_xstrdup(orig ? orig : "");
+    f->requester = tern_xstrdup(full);
+    f->target = tern_xstrdup(to->fulls[0]);
+    f->next = r->fwds;
+    r->fwds = f;
+    r->nfwd++;
+    xml_stanza_t *c = xml_stanza_copy(st);
+    xml_node_t *root = xml_stanza_root(c);
+    char *fromj = occ_jid(r, from->nick);
+    xml_node_set_attr(root, "from", fromj);
+    free(fromj);
+    xml_node_set_attr(root, "id", id);
+    route_to(mt, c, to->fulls[0]);
+    xml_stanza_unref(c);
+}
+
+/* An answer to a forwarded iq goes back to whoever asked, from the
+ * answering occupant's room JID. */
+static void forward_iq_reply(muc_t *mt, room_t *r, xml_stanza_t *st, const char *full)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    const char *id = xml_node_attr(root, "id");
+    if (!id)
+        return;
+    for (iq_fwd_t **pp = &r->fwds; *pp; pp = &(*pp)->next) {
+        iq_fwd_t *f = *pp;
+        if (strcmp(f->id, id) != 0 || strcmp(f->target, full) != 0)
+            continue;
+        *pp = f->next;
+        r->nfwd--;
+        occupant_t *o = find_full(r, full);
+        xml_stanza_t *c = xml_stanza_copy(st);
+        xml_node_t *cr = xml_stanza_root(c);
+        char *fromj = o ? occ_jid(r, o->nick) : tern_xstrdup(r->jid);
+        xml_node_set_attr(cr, "from", fromj);
+        free(fromj);
+        xml_node_set_attr(cr, "id", f->orig_id);
+        route_to(mt, c, f->requester);
+        xml_stanza_unref(c);
+        fwd_free(f);
+        return;
+    }
+}
+
+static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, const char *bare)
+{
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    const char *type = xml_node_attr(root, "type");
+    if (!type)
+        return;
+    if (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) {
+        if (r && ev->to->resource)
+            forward_iq_reply(mt, r, ev->stanza, full);
+        return;
+    }
+    bool is_set = strcmp(type, "set") == 0;
+    xml_node_t *q = xml_node_first_element(root);
+    if (!ev->to->local) {
+        if (!is_set && xml_node_is(q, "query", NS_DISCO_INFO)) {
+            xml_stanza_t *res = iq_result(root);
+            service_info(mt, res);
+            send_result(mt, res);
+        } else if (!is_set && xml_node_is(q, "query", NS_DISCO_ITEMS)) {
+            xml_stanza_t *res = iq_result(root);
+            xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_ITEMS);
+            muc_t *p = primary(mt);
+            pthread_mutex_lock(&p->dir_lock);
+            for (const dir_entry_t *e = p->dir; e; e = e->next) {
+                xml_node_t *it = xml_node_add_child(rq, "item", NS_DISCO_ITEMS);
+                xml_node_set_attr(it, "jid", e->jid);
+                xml_node_set_attr(it, "name", e->name);
+            }
+            pthread_mutex_unlock(&p->dir_lock);
+            send_result(mt, res);
+        } else {
+            tern_bounce(mt->srv, ev->stanza, "cancel", "service-unavailable", NULL);
+        }
+        return;
+    }
+    if (!r) {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        return;
+    }
+    if (ev->to->resource) {
+        occupant_t *self = find_full(r, full);
+        occupant_t *t = find_nick(r, ev->to->resource);
+        if (!self) {
+            tern_bounce(mt->srv, ev->stanza, "cancel", "not-acceptable", NULL);
+        } else if (!t) {
+            tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        } else if (t == self && xml_node_is(q, "ping", NS_PING)) {
+            send_result(mt, iq_result(root));
+        } else {
+            forward_iq(mt, r, ev->stanza, self, t, full);
+        }
+        return;
+    }
+    if (!is_set && xml_node_is(q, "query", NS_DISCO_INFO)) {
+        xml_stanza_t *res = iq_result(root);
+        room_info(r, res);
+        send_result(mt, res);
+    } else if (!is_set && xml_node_is(q, "query", NS_DISCO_ITEMS)) {
+        xml_stanza_t *res = iq_result(root);
+        xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_ITEMS);
+        send_result(mt, res);
+    } else if (xml_node_is(q, "query", NS_MUC_OWNER)) {
+        on_owner(mt, r, ev->stanza, q, is_set, bare);
+    } else if (xml_node_is(q, "query", NS_MUC_ADMIN)) {
+        on_admin(mt, r, ev->stanza, q, is_set, full, bare);
+    } else if (xml_node_is(q, "ping", NS_PING)) {
+        send_result(mt, iq_result(root));
+    } else {
+        tern_bounce(mt->srv, ev->stanza, "cancel", "feature-not-implemented", NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ entry */
+
+static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
+{
+    muc_t *mt = state;
+    if (!ev->from || !ev->from->local)
+        return TERN_PASS; /* servers and components have no seat in a room */
+    if (ev->to->local && !find_room(mt, ev->to->local))
+        queue_for_lookup(mt, ev);
+    else
+        dispatch(mt, ev);
+    return TERN_HANDLED;
+}
+
+static void dispatch(muc_t *mt, tern_stanza_ev_t *ev)
+{
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    char *full = jid_to_string(ev->from);
+    char *bare = jid_bare_string(ev->from);
+    if (!full || !bare) {
+        free(full);
+        free(bare);
+        return;
+    }
+    room_t *r = ev->to->local ? find_room(mt, ev->to->local) : NULL;
+    if (xml_node_is(root, "iq", NULL)) {
+        on_iq(mt, r, ev, full, bare);
+    } else if (xml_node_is(root, "presence", NULL)) {
+        if (ev->to->local)
+            on_presence(mt, r, ev, full, bare);
+    } else if (xml_node_is(root, "message", NULL)) {
+        if (ev->to->local)
+            on_message(mt, r, ev, full);
+        else
+            tern_bounce(mt->srv, ev->stanza, "cancel", "service-unavailable", NULL);
+    }
+    free(full);
+    free(bare);
+}
+
+static void *muc_init(tern_module_t *m)
+{
+    tern_host_t *h = tern_module_host(m);
+    const config_host_t *hc = tern_host_config(h);
+    if (!hc->muc_domain || strcmp(hc->muc_domain, "none") == 0)
+        return NULL;
+    muc_t *mt = tern_xcalloc(1, sizeof(*mt));
+    mt->host = h;
+    mt->srv = tern_host_server(h);
+    mt->domain = tern_xstrdup(hc->muc_domain);
+    pthread_mutex_init(&mt->dir_lock, NULL);
+    if (RAND_bytes(mt->key, sizeof(mt->key)) != 1)
+        log_warn("muc", "no random key for occupant ids");
+    if (tern_register_service(m, mt->domain, "Chatrooms", on_stanza) != 0) {
+        log_error("muc", "cannot serve %s: domain already taken", mt->domain);
+        pthread_mutex_destroy(&mt->dir_lock);
+        free(mt->domain);
+        free(mt);
+        return NULL;
+    }
+    return mt;
+}
+
+static void muc_fini(void *state)
+{
+    muc_t *mt = state;
+    if (!mt)
+        return;
+    while (mt->rooms) {
+        room_t *r = mt->rooms;
+        mt->rooms = r->next;
+        room_free(r);
+    }
+    while (mt->pending) {
+        pending_t *p = mt->pending;
+        mt->pending = p->next;
+        while (p->head) {
+            queued_t *q = p->head;
+            p->head = q->next;
+            xml_stanza_unref(q->st);
+            jid_clear(&q->from);
+            jid_clear(&q->to);
+            free(q);
+        }
+        free(p->local);
+        free(p);
+    }
+    while (mt->dir) {
+        dir_entry_t *e = mt->dir;
+        mt->dir = e->next;
+        free(e->jid);
+        free(e->name);
+        free(e);
+    }
+    pthread_mutex_destroy(&mt->dir_lock);
+    free(mt->domain);
+    free(mt);
+}
+
+const tern_module_def_t mod_muc = {"muc", TERN_MODULE_API_VERSION, muc_init, muc_fini};
