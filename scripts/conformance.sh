@@ -93,7 +93,7 @@ if [ $ready -ne 1 ]; then
 fi
 
 CONF_HOST=127.0.0.1 CONF_PORT=$C2S CONF_DOMAIN=localhost CONF_TLS=auto \
-CONF_MUC_DOMAIN=- CONF_PUBSUB_DOMAIN=- CONF_UPLOAD_DOMAIN=- \
+CONF_MUC_DOMAIN=conference.localhost CONF_PUBSUB_DOMAIN=- CONF_UPLOAD_DOMAIN=- \
 CONF_ADDUSER="$TMP/adduser" CONF_JSON="$TMP/results.json" \
     "$CONF_DIR/run" "${SCRIPTS[@]}"
 rc=$?

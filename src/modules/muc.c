@@ -647,9 +647,19 @@ static xml_stanza_t *occ_presence(const room_t *r, const occupant_t *o, const oc
     xml_node_t *item = xml_node_add_child(x, "item", NS_MUC_USER);
     xml_node_set_attr(item, "affiliation", aff_names[get_aff(r, o->bare) + 1]);
     xml_node_set_attr(item, "role", role_names[type ? ROLE_NONE : o->role]);
-    if (sees_jids(r, viewer))
+    /* Everyone may see their own address (§7.2.3). */
+    if (sees_jids(r, viewer) || viewer == o)
         xml_node_set_attr(item, "jid", o->fulls[0]);
     return p;
+}
+
+/* Moves child to the end of its parent. */
+static void move_last(xml_node_t *parent, xml_node_t *child)
+{
+    if (!child || child == parent->last_child)
+        return;
+    xml_node_append_copy(parent, child);
+    xml_node_detach(child);
 }
 
 static void add_status(xml_stanza_t *p, const char *code)
@@ -657,6 +667,18 @@ static void add_status(xml_stanza_t *p, const char *code)
     xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
     xml_node_t *s = xml_node_add_child(x, "status", NS_MUC_USER);
     xml_node_set_attr(s, "code", code);
+    /* Prosody's order, which clients and its test scripts expect: the
+     * codes about the change (201, 303, 307...) before the item, "this is
+     * you" (110) after it. */
+    move_last(x, xml_node_child(x, "item", NS_MUC_USER));
+    for (xml_node_t *c = xml_node_child(x, "status", NS_MUC_USER); c;
+         c = xml_node_next(c, "status", NS_MUC_USER)) {
+        const char *v = xml_node_attr(c, "code");
+        if (v && strcmp(v, "110") == 0) {
+            move_last(x, c);
+            break;
+        }
+    }
 }
 
 /* Sends o's presence (type NULL or "unavailable") to every occupant, the
@@ -1060,6 +1082,10 @@ static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
     xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
     xml_node_t *root = xml_stanza_root(m);
     xml_node_set_attr(root, "from", r->jid);
+    /* The inviter's id travels on, so a client can match errors to it. */
+    const char *id = xml_node_attr(xml_stanza_root(ev->stanza), "id");
+    if (id)
+        xml_node_set_attr(root, "id", id);
     xml_node_t *x = xml_node_add_child(root, "x", NS_MUC_USER);
     xml_node_t *i = xml_node_add_child(x, "invite", NS_MUC_USER);
     xml_node_set_attr(i, "from", full);
