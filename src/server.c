@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,6 +148,38 @@ tern_host_t *server_find_host(tern_server_t *srv, const char *domain)
         if (srv->hosts[i].domain && strcmp(srv->hosts[i].domain, domain) == 0)
             return &srv->hosts[i];
     return NULL;
+}
+
+int server_listen(tern_server_t *srv, uv_tcp_t *h, void *data, const char *addr, unsigned port,
+                  uv_connection_cb cb, bool *inited, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    *inited = false;
+    if (strchr(addr, ':') ? uv_ip6_addr(addr, (int)port, (struct sockaddr_in6 *)&ss) != 0
+                          : uv_ip4_addr(addr, (int)port, (struct sockaddr_in *)&ss) != 0) {
+        snprintf(err, errlen, "invalid listen address '%s'", addr);
+        return -1;
+    }
+    uv_tcp_init_ex(srv->loop, h, ss.ss_family);
+    h->data = data;
+    *inited = true;
+    int r = 0;
+    if (srv->shards) {
+        uv_os_fd_t fd;
+        int on = 1;
+        if (uv_fileno((uv_handle_t *)h, &fd) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+            r = UV_EINVAL;
+    }
+    if (r == 0)
+        r = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)h, 1024, cb);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, uv_strerror(r));
+        return -1;
+    }
+    return 0;
 }
 
 host_service_t *server_find_service(tern_server_t *srv, const char *domain, tern_host_t **host)

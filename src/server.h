@@ -163,6 +163,12 @@ int server_start(tern_server_t *srv, char *err, size_t errlen);
 void server_shutdown(tern_server_t *srv);
 void server_free(tern_server_t *srv);
 tern_host_t *server_find_host(tern_server_t *srv, const char *domain);
+/* Listens on addr:port with h (its data set to data). With several
+ * workers each one listens on the same port (SO_REUSEPORT) and the kernel
+ * spreads new connections over them. Returns 0, or -1 with err set; *inited
+ * says whether h was initialised and so needs uv_close either way. */
+int server_listen(tern_server_t *srv, uv_tcp_t *h, void *data, const char *addr, unsigned port,
+                  uv_connection_cb cb, bool *inited, char *err, size_t errlen);
 /* The module service for domain, or NULL. */
 host_service_t *server_find_service(tern_server_t *srv, const char *domain, tern_host_t **host);
 int server_reload(tern_server_t *srv);

@@ -1529,43 +1529,21 @@ void c2s_adopt(tern_server_t *srv, tern_session_t *s, int fd)
 int c2s_listen(tern_server_t *srv, const char *addr, unsigned port, bool direct_tls, char *err,
                size_t errlen)
 {
-    struct sockaddr_storage ss;
-    if (strchr(addr, ':')) {
-        if (uv_ip6_addr(addr, (int)port, (struct sockaddr_in6 *)&ss) != 0)
-            goto bad;
-    } else if (uv_ip4_addr(addr, (int)port, (struct sockaddr_in *)&ss) != 0) {
-        goto bad;
-    }
     c2s_listener_t *l = tern_xcalloc(1, sizeof(*l));
     l->srv = srv;
     l->direct_tls = direct_tls;
-    uv_tcp_init_ex(srv->loop, &l->tcp, ss.ss_family);
-    l->tcp.data = l;
-    int r = 0;
-    if (srv->shards) {
-        /* Every worker listens on the same port; the kernel spreads new
-         * connections over them. */
-        uv_os_fd_t fd;
-        int on = 1;
-        if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
-            r = UV_EINVAL;
-    }
-    if (r == 0)
-        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
-    l->next = srv->listeners;
-    srv->listeners = l; /* closed by c2s_close_listeners, even on error */
-    if (r != 0) {
-        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, uv_strerror(r));
+    bool inited;
+    int r = server_listen(srv, &l->tcp, l, addr, port, on_connection, &inited, err, errlen);
+    if (!inited) {
+        free(l);
         return -1;
     }
+    l->next = srv->listeners;
+    srv->listeners = l; /* closed by c2s_close_listeners, even on error */
+    if (r != 0)
+        return -1;
     log_info("c2s", "listening on %s port %u%s", addr, port, direct_tls ? " (direct TLS)" : "");
     return 0;
-bad:
-    snprintf(err, errlen, "invalid listen address '%s'", addr);
-    return -1;
 }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -841,35 +841,19 @@ static void on_connection(uv_stream_t *server, int status)
 int http_listen(tern_server_t *srv, const char *addr, unsigned port, bool tls, char *err,
                 size_t errlen)
 {
-    struct sockaddr_storage ss;
-    if (strchr(addr, ':') ? uv_ip6_addr(addr, (int)port, (struct sockaddr_in6 *)&ss) != 0
-                          : uv_ip4_addr(addr, (int)port, (struct sockaddr_in *)&ss) != 0) {
-        snprintf(err, errlen, "invalid listen address '%s'", addr);
-        return -1;
-    }
     struct http_listener *l = tern_xcalloc(1, sizeof(*l));
     l->srv = srv;
     l->tls = tls;
-    uv_tcp_init_ex(srv->loop, &l->tcp, ss.ss_family);
-    l->tcp.data = l;
-    int r = 0;
-    if (srv->shards) {
-        uv_os_fd_t fd;
-        int on = 1;
-        if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
-            r = UV_EINVAL;
-    }
-    if (r == 0)
-        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
-    l->next = srv->http_listeners;
-    srv->http_listeners = l;
-    if (r != 0) {
-        snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port, uv_strerror(r));
+    bool inited;
+    int r = server_listen(srv, &l->tcp, l, addr, port, on_connection, &inited, err, errlen);
+    if (!inited) {
+        free(l);
         return -1;
     }
+    l->next = srv->http_listeners;
+    srv->http_listeners = l; /* closed by http_close_listeners, even on error */
+    if (r != 0)
+        return -1;
     log_info("http", "listening on %s port %u (%s)", addr, port, tls ? "HTTPS" : "HTTP");
     return 0;
 }
