@@ -52,6 +52,7 @@ typedef struct occupant {
 
 typedef struct affil {
     char *jid;
+    char *nick; /* reserved nickname (§7.10 registration), or NULL */
     aff_t aff;
     struct affil *next;
 } affil_t;
@@ -167,6 +168,27 @@ static void send_occ(muc_t *mt, const occupant_t *o, xml_stanza_t *tmpl)
         route_to(mt, tmpl, o->fulls[i]);
 }
 
+/* Errors from the service name the room (or the service) that refused
+ * in 'by' (RFC 6120 §8.3.2): a client in several rooms sees which one. */
+static void bounce(muc_t *mt, const xml_stanza_t *st, const char *type, const char *condition,
+                   const char *text)
+{
+    xml_stanza_t *err = tern_error_reply(st, type, condition, text, false);
+    if (!err)
+        return;
+    xml_node_t *root = xml_stanza_root(err);
+    jid_t j;
+    const char *from = xml_node_attr(root, "from");
+    if (from && jid_parse(from, &j) == 0) {
+        char *by = jid_bare_string(&j);
+        xml_node_set_attr(xml_node_child(root, "error", NULL), "by", by);
+        free(by);
+        jid_clear(&j);
+    }
+    tern_route(mt->srv, err);
+    xml_stanza_unref(err);
+}
+
 static char *occ_jid(const room_t *r, const char *nick)
 {
     return xasprintf(r->jid, "/", nick);
@@ -221,6 +243,7 @@ static void set_aff(room_t *r, const char *bare, aff_t aff)
                 affil_t *a = *pp;
                 *pp = a->next;
                 free(a->jid);
+                free(a->nick);
                 free(a);
             } else {
                 (*pp)->aff = aff;
@@ -235,6 +258,23 @@ static void set_aff(room_t *r, const char *bare, aff_t aff)
     a->aff = aff;
     a->next = r->affils;
     r->affils = a;
+}
+
+static affil_t *find_affil(const room_t *r, const char *bare)
+{
+    for (affil_t *a = r->affils; a; a = a->next)
+        if (strcmp(a->jid, bare) == 0)
+            return a;
+    return NULL;
+}
+
+/* The bare JID that reserved nick, or NULL. */
+static const char *nick_holder(const room_t *r, const char *nick)
+{
+    for (const affil_t *a = r->affils; a; a = a->next)
+        if (a->nick && strcmp(a->nick, nick) == 0)
+            return a->jid;
+    return NULL;
 }
 
 static int parse_aff(const char *s)
@@ -309,6 +349,7 @@ static void room_free(room_t *r)
         affil_t *a = r->affils;
         r->affils = a->next;
         free(a->jid);
+        free(a->nick);
         free(a);
     }
     for (size_t i = 0; i < r->hist_len; i++)
@@ -492,6 +533,8 @@ static void save_room(muc_t *mt, const room_t *r)
         xml_node_t *an = xml_node_add_child(n, "affiliation", NS_TERN_MUC);
         xml_node_set_attr(an, "jid", a->jid);
         xml_node_set_attr(an, "aff", aff_names[a->aff + 1]);
+        if (a->nick)
+            xml_node_set_attr(an, "nick", a->nick);
     }
     store_job_t *j = store_job(mt, JOB_PUT, r->local);
     j->data = xml_node_to_string(n, NS_CLIENT, &j->len);
@@ -543,8 +586,10 @@ static void load_room(muc_t *mt, const char *local, const char *data, size_t len
          a = xml_node_next(a, "affiliation", NS_TERN_MUC)) {
         int aff = parse_aff(xml_node_attr(a, "aff"));
         const char *jid = xml_node_attr(a, "jid");
-        if (jid && aff >= -1 && aff != AFF_NONE)
+        if (jid && aff >= -1 && aff != AFF_NONE) {
             set_aff(r, jid, (aff_t)aff);
+            set_str(&find_affil(r, jid)->nick, xml_node_attr(a, "nick"));
+        }
     }
     dir_update(mt, r, false);
     xml_stanza_unref(st);
@@ -595,7 +640,7 @@ static void queue_for_lookup(muc_t *mt, tern_stanza_ev_t *ev)
         store_job_t *j = store_job(mt, JOB_GET, ev->to->local);
         if (tern_storage_submit(mt->srv, store_run, room_looked_up, j) != 0) {
             store_job_free(j);
-            tern_bounce(mt->srv, ev->stanza, "wait", "internal-server-error", NULL);
+            bounce(mt, ev->stanza, "wait", "internal-server-error", NULL);
             return;
         }
         p = tern_xcalloc(1, sizeof(*p));
@@ -605,7 +650,7 @@ static void queue_for_lookup(muc_t *mt, tern_stanza_ev_t *ev)
         mt->pending = p;
     }
     if (p->n >= MUC_MAX_QUEUED) {
-        tern_bounce(mt->srv, ev->stanza, "wait", "resource-constraint", NULL);
+        bounce(mt, ev->stanza, "wait", "resource-constraint", NULL);
         return;
     }
     queued_t *q = tern_xcalloc(1, sizeof(*q));
@@ -707,14 +752,23 @@ static void broadcast_presence(muc_t *mt, room_t *r, occupant_t *o, const char *
 
 /* Removes o with an unavailable presence to all (codes: 307 kick, 301
  * ban, 321 affiliation change) and the room if it is now empty. */
-static void eject(muc_t *mt, room_t *r, occupant_t *o, const char *code, const char *reason)
+static void eject(muc_t *mt, room_t *r, occupant_t *o, const char *code, const char *reason,
+                  const occupant_t *actor)
 {
     for (occupant_t *v = r->occupants; v; v = v->next) {
         xml_stanza_t *p = occ_presence(r, o, v, "unavailable", NULL);
         xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+        xml_node_t *item = xml_node_child(x, "item", NS_MUC_USER);
+        if (actor && actor != o) {
+            /* who did it (§8.2, §9.2): the nick, the address only to
+             * those who may see addresses */
+            xml_node_t *an = xml_node_add_child(item, "actor", NS_MUC_USER);
+            xml_node_set_attr(an, "nick", actor->nick);
+            if (sees_jids(r, v))
+                xml_node_set_attr(an, "jid", actor->fulls[0]);
+        }
         if (reason && *reason)
-            xml_node_add_child_text(xml_node_child(x, "item", NS_MUC_USER), "reason", NS_MUC_USER,
-                                    reason);
+            xml_node_add_child_text(item, "reason", NS_MUC_USER, reason);
         if (code)
             add_status(p, code);
         if (v == o)
@@ -820,29 +874,30 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
     occupant_t *same = find_nick(r, nick);
     if (!created) {
         if (r->locked && aff != AFF_OWNER) {
-            tern_bounce(mt->srv, st, "cancel", "item-not-found", NULL);
+            bounce(mt, st, "cancel", "item-not-found", NULL);
             return;
         }
         if (aff == AFF_OUTCAST) {
-            tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+            bounce(mt, st, "auth", "forbidden", NULL);
             return;
         }
-        if (same && strcmp(same->bare, bare) != 0) {
-            tern_bounce(mt->srv, st, "cancel", "conflict", NULL);
+        const char *holder = nick_holder(r, nick);
+        if ((same && strcmp(same->bare, bare) != 0) || (holder && strcmp(holder, bare) != 0)) {
+            bounce(mt, st, "cancel", "conflict", NULL);
             return;
         }
         if (r->cfg.membersonly && aff < AFF_MEMBER) {
-            tern_bounce(mt->srv, st, "auth", "registration-required", NULL);
+            bounce(mt, st, "auth", "registration-required", NULL);
             return;
         }
         if (!same && r->cfg.maxusers && occupant_count(r) >= r->cfg.maxusers && aff < AFF_ADMIN) {
-            tern_bounce(mt->srv, st, "wait", "service-unavailable", NULL);
+            bounce(mt, st, "wait", "service-unavailable", NULL);
             return;
         }
         if (r->cfg.passwordprotected && aff != AFF_OWNER) {
             const char *pw = mx ? xml_node_text(xml_node_child(mx, "password", NS_MUC)) : NULL;
             if (!pw || !r->cfg.secret || strcmp(pw, r->cfg.secret) != 0) {
-                tern_bounce(mt->srv, st, "auth", "not-authorized", NULL);
+                bounce(mt, st, "auth", "not-authorized", NULL);
                 return;
             }
         }
@@ -854,7 +909,7 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
         /* another session of the same person under the same nick */
         if (o->nfull >= MUC_MAX_FULLS) {
             xml_stanza_unref(pres);
-            tern_bounce(mt->srv, st, "wait", "resource-constraint", NULL);
+            bounce(mt, st, "wait", "resource-constraint", NULL);
             return;
         }
         o->fulls[o->nfull++] = tern_xstrdup(full);
@@ -935,8 +990,9 @@ static void leave(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, const c
 static void change_nick(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, const char *nick)
 {
     occupant_t *other = find_nick(r, nick);
-    if (other) {
-        tern_bounce(mt->srv, st, "cancel", "conflict", NULL);
+    const char *holder = nick_holder(r, nick);
+    if (other || (holder && strcmp(holder, o->bare) != 0)) {
+        bounce(mt, st, "cancel", "conflict", NULL);
         return;
     }
     const char *codes[] = {"303"};
@@ -961,7 +1017,7 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
         return;
     }
     if (!nick) {
-        tern_bounce(mt->srv, ev->stanza, "modify", "jid-malformed", NULL);
+        bounce(mt, ev->stanza, "modify", "jid-malformed", NULL);
         return;
     }
     if (o) {
@@ -1019,14 +1075,14 @@ static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t 
     xml_node_t *body = xml_node_child(root, "body", NULL);
     if (subject && !body) {
         if (!(o->role == ROLE_MODERATOR || (r->cfg.changesubject && o->role >= ROLE_PARTICIPANT))) {
-            tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+            bounce(mt, ev->stanza, "auth", "forbidden", NULL);
             return;
         }
         set_str(&r->subject, xml_node_text(subject));
         set_str(&r->subject_from, o->nick);
         save_if_persistent(mt, r);
     } else if (o->role < ROLE_PARTICIPANT) {
-        tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+        bounce(mt, ev->stanza, "auth", "forbidden", NULL);
         return;
     }
     xml_stanza_t *m = xml_stanza_copy(ev->stanza);
@@ -1063,13 +1119,13 @@ static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
 {
     aff_t aff = get_aff(r, o->bare);
     if (r->cfg.membersonly && !r->cfg.allowinvites && aff < AFF_ADMIN) {
-        tern_bounce(mt->srv, ev->stanza, "auth", "forbidden", NULL);
+        bounce(mt, ev->stanza, "auth", "forbidden", NULL);
         return;
     }
     const char *to = xml_node_attr(inv, "to");
     jid_t tj;
     if (!to || jid_parse(to, &tj) != 0) {
-        tern_bounce(mt->srv, ev->stanza, "modify", "jid-malformed", NULL);
+        bounce(mt, ev->stanza, "modify", "jid-malformed", NULL);
         return;
     }
     char *tbare = jid_bare_string(&tj);
@@ -1108,12 +1164,12 @@ static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *f
     if (type && strcmp(type, "error") == 0)
         return;
     if (!r) {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
         return;
     }
     occupant_t *o = find_full(r, full);
     if (!o) {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "not-acceptable", NULL);
+        bounce(mt, ev->stanza, "cancel", "not-acceptable", NULL);
         return;
     }
     if (!ev->to->resource) {
@@ -1127,20 +1183,20 @@ static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *f
             on_invite(mt, r, ev, o, inv, full);
             return;
         }
-        tern_bounce(mt->srv, ev->stanza, "modify", "bad-request", NULL);
+        bounce(mt, ev->stanza, "modify", "bad-request", NULL);
         return;
     }
     if (type && strcmp(type, "groupchat") == 0) {
-        tern_bounce(mt->srv, ev->stanza, "modify", "bad-request", NULL);
+        bounce(mt, ev->stanza, "modify", "bad-request", NULL);
         return;
     }
     occupant_t *t = find_nick(r, ev->to->resource);
     if (!t) {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
         return;
     }
     if (!r->cfg.allowpm && o->role != ROLE_MODERATOR) {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "not-allowed", NULL);
+        bounce(mt, ev->stanza, "cancel", "not-allowed", NULL);
         return;
     }
     xml_stanza_t *m = xml_stanza_copy(ev->stanza);
@@ -1173,8 +1229,8 @@ static void send_result(muc_t *mt, xml_stanza_t *r)
     xml_stanza_unref(r);
 }
 
-static void add_field(xml_node_t *x, const char *var, const char *type, const char *label,
-                      const char *value)
+static xml_node_t *add_field(xml_node_t *x, const char *var, const char *type, const char *label,
+                             const char *value)
 {
     xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
     xml_node_set_attr(f, "var", var);
@@ -1183,6 +1239,7 @@ static void add_field(xml_node_t *x, const char *var, const char *type, const ch
     if (label)
         xml_node_set_attr(f, "label", label);
     xml_node_add_child_text(f, "value", NS_DATA, value ? value : "");
+    return f;
 }
 
 static void service_info(muc_t *mt, xml_stanza_t *res)
@@ -1374,7 +1431,7 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
                      const char *bare)
 {
     if (get_aff(r, bare) != AFF_OWNER) {
-        tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+        bounce(mt, st, "auth", "forbidden", NULL);
         return;
     }
     xml_node_t *root = xml_stanza_root(st);
@@ -1392,7 +1449,7 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
     }
     xml_node_t *x = xml_node_child(q, "x", NS_DATA);
     if (!x) {
-        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        bounce(mt, st, "modify", "bad-request", NULL);
         return;
     }
     const char *type = xml_node_attr(x, "type");
@@ -1401,7 +1458,7 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
         return;
     }
     if (!type || strcmp(type, "submit") != 0 || !apply_form(r, x)) {
-        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        bounce(mt, st, "modify", "bad-request", NULL);
         return;
     }
     r->locked = false;
@@ -1413,23 +1470,59 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
         for (occupant_t *o = r->occupants, *next; o; o = next) {
             next = o->next;
             if (get_aff(r, o->bare) < AFF_MEMBER)
-                eject(mt, r, o, "322", NULL);
+                eject(mt, r, o, "322", NULL, NULL);
         }
     }
 }
 
-static void apply_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff, const char *reason)
+/* An affiliation change for someone not in the room is otherwise
+ * invisible; occupants allowed to see real JIDs are told by a message
+ * from the room (§9.3, §10.6), before the admin's result. */
+static void notify_absent_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff)
+{
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", r->jid);
+    xml_node_t *item =
+        xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "item", NS_MUC_USER);
+    xml_node_set_attr(item, "jid", bare);
+    xml_node_set_attr(item, "affiliation", aff_names[aff + 1]);
+    for (occupant_t *v = r->occupants; v; v = v->next)
+        if (sees_jids(r, v))
+            send_occ(mt, v, m);
+    xml_stanza_unref(m);
+}
+
+/* Sets bare's affiliation (and reserved nick, when nick is not NULL; ""
+ * clears it), then shows the change: occupants using a nick now reserved
+ * for someone else are kicked, the person's own occupants get their new
+ * role or are removed, and an absent person's change is announced. */
+static void apply_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff, const char *reason,
+                      const occupant_t *actor, const char *nick)
 {
     set_aff(r, bare, aff);
+    affil_t *af = find_affil(r, bare);
+    if (af && nick)
+        set_str(&af->nick, nick);
     save_if_persistent(mt, r);
+    if (af && af->nick) {
+        occupant_t *squatter = find_nick(r, af->nick);
+        if (squatter && strcmp(squatter->bare, bare) != 0)
+            eject(mt, r, squatter, "307", "This nickname is reserved", NULL);
+    }
+    bool present = false;
+    for (occupant_t *o = r->occupants; o && !present; o = o->next)
+        present = strcmp(o->bare, bare) == 0;
+    if (!present)
+        notify_absent_aff(mt, r, bare, aff);
     for (occupant_t *o = r->occupants, *next; o; o = next) {
         next = o->next;
         if (strcmp(o->bare, bare) != 0)
             continue;
         if (aff == AFF_OUTCAST) {
-            eject(mt, r, o, "301", reason);
+            eject(mt, r, o, "301", reason, actor);
         } else if (r->cfg.membersonly && aff < AFF_MEMBER) {
-            eject(mt, r, o, "321", reason);
+            eject(mt, r, o, "321", reason, actor);
         } else {
             o->role = default_role(r, aff);
             broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
@@ -1472,7 +1565,7 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
             actor_aff < AFF_ADMIN)
             return "not-allowed";
         if (role == ROLE_NONE) {
-            eject(mt, r, t, "307", reason);
+            eject(mt, r, t, "307", reason, actor);
         } else {
             t->role = (role_t)role;
             broadcast_presence(mt, r, t, NULL, NULL, 0, NULL, NULL, 0);
@@ -1504,7 +1597,7 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
                 err = "conflict";
         }
         if (!err)
-            apply_aff(mt, r, bare, (aff_t)aff, reason);
+            apply_aff(mt, r, bare, (aff_t)aff, reason, actor, xml_node_attr(item, "nick"));
         free(bare);
         return err;
     }
@@ -1520,7 +1613,7 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
     aff_t actor_aff = get_aff(r, bare);
     xml_node_t *item = xml_node_child(q, "item", NS_MUC_ADMIN);
     if (!item) {
-        tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+        bounce(mt, st, "modify", "bad-request", NULL);
         return;
     }
     if (!is_set) {
@@ -1532,12 +1625,12 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
             int aff = parse_aff(aff_s);
             if (aff < -1 || aff == AFF_NONE) {
                 xml_stanza_unref(res);
-                tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+                bounce(mt, st, "modify", "bad-request", NULL);
                 return;
             }
             if (actor_aff < AFF_ADMIN && !(aff == AFF_MEMBER && actor_aff == AFF_MEMBER)) {
                 xml_stanza_unref(res);
-                tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+                bounce(mt, st, "auth", "forbidden", NULL);
                 return;
             }
             for (affil_t *a = r->affils; a; a = a->next) {
@@ -1546,17 +1639,19 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
                 xml_node_t *it = xml_node_add_child(rq, "item", NS_MUC_ADMIN);
                 xml_node_set_attr(it, "affiliation", aff_names[a->aff + 1]);
                 xml_node_set_attr(it, "jid", a->jid);
+                if (a->nick)
+                    xml_node_set_attr(it, "nick", a->nick);
             }
         } else {
             int role = parse_role(role_s);
             if (role <= ROLE_NONE) {
                 xml_stanza_unref(res);
-                tern_bounce(mt->srv, st, "modify", "bad-request", NULL);
+                bounce(mt, st, "modify", "bad-request", NULL);
                 return;
             }
             if (!actor || actor->role != ROLE_MODERATOR) {
                 xml_stanza_unref(res);
-                tern_bounce(mt->srv, st, "auth", "forbidden", NULL);
+                bounce(mt, st, "auth", "forbidden", NULL);
                 return;
             }
             for (occupant_t *o = r->occupants; o; o = o->next) {
@@ -1576,7 +1671,7 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
         const char *etype = "cancel";
         const char *err = admin_item(mt, r, actor, actor_aff, item, &etype);
         if (err) {
-            tern_bounce(mt->srv, st, etype, err, NULL);
+            bounce(mt, st, etype, err, NULL);
             return;
         }
         actor = find_full(r, full); /* a self-kick may have removed it */
@@ -1651,6 +1746,9 @@ static void forward_iq_reply(muc_t *mt, room_t *r, xml_stanza_t *st, const char 
     }
 }
 
+static void on_register(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
+                        const char *bare);
+
 static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, const char *bare)
 {
     xml_node_t *root = xml_stanza_root(ev->stanza);
@@ -1682,21 +1780,21 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
             pthread_mutex_unlock(&p->dir_lock);
             send_result(mt, res);
         } else {
-            tern_bounce(mt->srv, ev->stanza, "cancel", "service-unavailable", NULL);
+            bounce(mt, ev->stanza, "cancel", "service-unavailable", NULL);
         }
         return;
     }
     if (!r) {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+        bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
         return;
     }
     if (ev->to->resource) {
         occupant_t *self = find_full(r, full);
         occupant_t *t = find_nick(r, ev->to->resource);
         if (!self) {
-            tern_bounce(mt->srv, ev->stanza, "cancel", "not-acceptable", NULL);
+            bounce(mt, ev->stanza, "cancel", "not-acceptable", NULL);
         } else if (!t) {
-            tern_bounce(mt->srv, ev->stanza, "cancel", "item-not-found", NULL);
+            bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
         } else if (t == self && xml_node_is(q, "ping", NS_PING)) {
             send_result(mt, iq_result(root));
         } else {
@@ -1706,7 +1804,25 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
     }
     if (!is_set && xml_node_is(q, "query", NS_DISCO_INFO)) {
         xml_stanza_t *res = iq_result(root);
-        room_info(r, res);
+        const char *node = xml_node_attr(q, "node");
+        if (node && strcmp(node, "x-roomuser-item") == 0) {
+            /* the asker's reserved nick, if any (§7.12) */
+            xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_INFO);
+            xml_node_set_attr(rq, "node", node);
+            const affil_t *a = find_affil(r, bare);
+            if (a && a->nick) {
+                xml_node_t *id = xml_node_add_child(rq, "identity", NS_DISCO_INFO);
+                xml_node_set_attr(id, "category", "conference");
+                xml_node_set_attr(id, "name", a->nick);
+                xml_node_set_attr(id, "type", "text");
+            }
+        } else if (node) {
+            xml_stanza_unref(res);
+            bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
+            return;
+        } else {
+            room_info(r, res);
+        }
         send_result(mt, res);
     } else if (!is_set && xml_node_is(q, "query", NS_DISCO_ITEMS)) {
         xml_stanza_t *res = iq_result(root);
@@ -1716,11 +1832,99 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
         on_owner(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "query", NS_MUC_ADMIN)) {
         on_admin(mt, r, ev->stanza, q, is_set, full, bare);
+    } else if (xml_node_is(q, "query", NS_REGISTER)) {
+        on_register(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "ping", NS_PING)) {
         send_result(mt, iq_result(root));
     } else {
-        tern_bounce(mt->srv, ev->stanza, "cancel", "feature-not-implemented", NULL);
+        bounce(mt, ev->stanza, "cancel", "service-unavailable", NULL);
     }
+}
+
+/* §7.10: registering with a room reserves a nick and makes the user a
+ * member; <remove/> gives both up. */
+static void on_register(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
+                        const char *bare)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    affil_t *a = find_affil(r, bare);
+    aff_t aff = a ? a->aff : AFF_NONE;
+    if (aff == AFF_OUTCAST) {
+        bounce(mt, st, "auth", "forbidden", NULL);
+        return;
+    }
+    if (!is_set) {
+        xml_stanza_t *res = iq_result(root);
+        xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_REGISTER);
+        if (a && a->nick)
+            xml_node_add_child(rq, "registered", NS_REGISTER);
+        xml_node_t *x = xml_node_add_child(rq, "x", NS_DATA);
+        xml_node_set_attr(x, "type", "form");
+        add_field(x, "FORM_TYPE", "hidden", NULL, NS_MUC "#register");
+        xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
+        xml_node_set_attr(f, "type", "text-single");
+        xml_node_set_attr(f, "label", "Nickname");
+        xml_node_set_attr(f, "var", "muc#register_roomnick");
+        if (a && a->nick)
+            xml_node_add_child_text(f, "value", NS_DATA, a->nick);
+        xml_node_add_child(f, "required", NS_DATA);
+        send_result(mt, res);
+        return;
+    }
+    if (xml_node_child(q, "remove", NS_REGISTER)) {
+        if (!a) {
+            bounce(mt, st, "cancel", "item-not-found", NULL);
+            return;
+        }
+        if (aff == AFF_OWNER) {
+            /* an owner leaving by unregistering could orphan the room */
+            bounce(mt, st, "cancel", "not-allowed", NULL);
+            return;
+        }
+        apply_aff(mt, r, bare, aff == AFF_MEMBER ? AFF_NONE : aff, NULL, NULL, "");
+        send_result(mt, iq_result(root));
+        maybe_gc(mt, r);
+        return;
+    }
+    xml_node_t *x = xml_node_child(q, "x", NS_DATA);
+    const char *nick = NULL, *form_type = NULL;
+    for (xml_node_t *f = x ? xml_node_child(x, "field", NS_DATA) : NULL; f;
+         f = xml_node_next(f, "field", NS_DATA)) {
+        const char *var = xml_node_attr(f, "var");
+        xml_node_t *v = xml_node_child(f, "value", NS_DATA);
+        if (!var || !v)
+            continue;
+        if (strcmp(var, "FORM_TYPE") == 0)
+            form_type = xml_node_text(v);
+        else if (strcmp(var, "muc#register_roomnick") == 0)
+            nick = xml_node_text(v);
+    }
+    if (!x || !form_type || strcmp(form_type, NS_MUC "#register") != 0 || !nick || !*nick) {
+        bounce(mt, st, "modify", "bad-request", NULL);
+        return;
+    }
+    jid_t j;
+    char *occ = occ_jid(r, nick);
+    int bad = jid_parse(occ, &j);
+    free(occ);
+    if (bad) {
+        bounce(mt, st, "modify", "jid-malformed", NULL);
+        return;
+    }
+    jid_clear(&j);
+    const char *holder = nick_holder(r, nick);
+    occupant_t *user = find_nick(r, nick);
+    if ((holder && strcmp(holder, bare) != 0) || (user && strcmp(user->bare, bare) != 0)) {
+        bounce(mt, st, "cancel", "conflict", NULL);
+        return;
+    }
+    if (r->cfg.membersonly && aff < AFF_MEMBER) {
+        /* joining a members-only room is the admins' decision */
+        bounce(mt, st, "auth", "registration-required", NULL);
+        return;
+    }
+    apply_aff(mt, r, bare, aff < AFF_MEMBER ? AFF_MEMBER : aff, NULL, NULL, nick);
+    send_result(mt, iq_result(root));
 }
 
 /* ------------------------------------------------------------------ entry */
@@ -1757,7 +1961,7 @@ static void dispatch(muc_t *mt, tern_stanza_ev_t *ev)
         if (ev->to->local)
             on_message(mt, r, ev, full);
         else
-            tern_bounce(mt->srv, ev->stanza, "cancel", "service-unavailable", NULL);
+            bounce(mt, ev->stanza, "cancel", "service-unavailable", NULL);
     }
     free(full);
     free(bare);
