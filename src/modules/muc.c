@@ -728,23 +728,36 @@ static void add_status(xml_stanza_t *p, const char *code)
 
 /* Sends o's presence (type NULL or "unavailable") to every occupant, the
  * self-presence with 110 plus extra status codes to o's sessions. */
+/* Who made a change to o's role or affiliation (§8.2, §9.2): the nick,
+ * and the address only for viewers who may see addresses. */
+static void add_actor(const room_t *r, xml_stanza_t *p, const occupant_t *o,
+                      const occupant_t *actor, const occupant_t *viewer)
+{
+    if (!actor || actor == o)
+        return;
+    xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
+    xml_node_t *an = xml_node_add_child(xml_node_child(x, "item", NS_MUC_USER), "actor",
+                                        NS_MUC_USER);
+    xml_node_set_attr(an, "nick", actor->nick);
+    if (sees_jids(r, viewer))
+        xml_node_set_attr(an, "jid", actor->fulls[0]);
+}
+
 static void broadcast_presence(muc_t *mt, room_t *r, occupant_t *o, const char *type,
                                const char *const *codes, size_t ncodes, const char *new_nick,
-                               const char *const *self_codes, size_t nself)
+                               const occupant_t *actor)
 {
     for (occupant_t *v = r->occupants; v; v = v->next) {
         xml_stanza_t *p = occ_presence(r, o, v, type, NULL);
+        add_actor(r, p, o, actor, v);
         if (new_nick) {
             xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
             xml_node_set_attr(xml_node_child(x, "item", NS_MUC_USER), "nick", new_nick);
         }
         for (size_t i = 0; i < ncodes; i++)
             add_status(p, codes[i]);
-        if (v == o) {
+        if (v == o)
             add_status(p, "110");
-            for (size_t i = 0; i < nself; i++)
-                add_status(p, self_codes[i]);
-        }
         send_occ(mt, v, p);
         xml_stanza_unref(p);
     }
@@ -758,17 +771,10 @@ static void eject(muc_t *mt, room_t *r, occupant_t *o, const char *code, const c
     for (occupant_t *v = r->occupants; v; v = v->next) {
         xml_stanza_t *p = occ_presence(r, o, v, "unavailable", NULL);
         xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
-        xml_node_t *item = xml_node_child(x, "item", NS_MUC_USER);
-        if (actor && actor != o) {
-            /* who did it (§8.2, §9.2): the nick, the address only to
-             * those who may see addresses */
-            xml_node_t *an = xml_node_add_child(item, "actor", NS_MUC_USER);
-            xml_node_set_attr(an, "nick", actor->nick);
-            if (sees_jids(r, v))
-                xml_node_set_attr(an, "jid", actor->fulls[0]);
-        }
+        add_actor(r, p, o, actor, v);
         if (reason && *reason)
-            xml_node_add_child_text(item, "reason", NS_MUC_USER, reason);
+            xml_node_add_child_text(xml_node_child(x, "item", NS_MUC_USER), "reason",
+                                    NS_MUC_USER, reason);
         if (code)
             add_status(p, code);
         if (v == o)
@@ -996,10 +1002,10 @@ static void change_nick(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, c
         return;
     }
     const char *codes[] = {"303"};
-    broadcast_presence(mt, r, o, "unavailable", codes, 1, nick, NULL, 0);
+    broadcast_presence(mt, r, o, "unavailable", codes, 1, nick, NULL);
     free(o->nick);
     o->nick = tern_xstrdup(nick);
-    broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+    broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
 }
 
 static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full,
@@ -1029,7 +1035,7 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
         strip_muc_payloads(xml_stanza_root(pres));
         xml_stanza_unref(o->pres);
         o->pres = pres;
-        broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+        broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
         return;
     }
     bool created = false;
@@ -1144,15 +1150,27 @@ static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
         xml_node_set_attr(root, "id", id);
     xml_node_t *x = xml_node_add_child(root, "x", NS_MUC_USER);
     xml_node_t *i = xml_node_add_child(x, "invite", NS_MUC_USER);
-    xml_node_set_attr(i, "from", full);
+    /* A semi-anonymous room does not give the inviter's address away. */
+    char *inviter = r->cfg.whois_anyone ? tern_xstrdup(full) : occ_jid(r, o->nick);
+    xml_node_set_attr(i, "from", inviter);
     xml_node_t *reason = xml_node_child(inv, "reason", NULL);
-    if (reason)
-        xml_node_add_child_text(i, "reason", NS_MUC_USER, xml_node_text(reason));
+    const char *why = reason ? xml_node_text(reason) : "";
+    xml_node_add_child_text(i, "reason", NS_MUC_USER, why);
     if (r->cfg.passwordprotected && r->cfg.secret)
         xml_node_add_child_text(x, "password", NS_MUC_USER, r->cfg.secret);
-    char *body = xasprintf(full, " invites you to the room ", r->jid);
+    char *head = xasprintf(inviter, " invited you to the room ", r->jid);
+    char *body = *why ? xasprintf(head, ": ", why) : tern_xstrdup(head);
     xml_node_add_child_text(root, "body", NS_CLIENT, body);
     free(body);
+    free(head);
+    free(inviter);
+    /* XEP-0249's element too, for clients that only know direct invites */
+    xml_node_t *dx = xml_node_add_child(root, "x", NS_X_CONFERENCE);
+    xml_node_set_attr(dx, "jid", r->jid);
+    if (*why)
+        xml_node_set_attr(dx, "reason", why);
+    if (r->cfg.passwordprotected && r->cfg.secret)
+        xml_node_set_attr(dx, "password", r->cfg.secret);
     route_to(mt, m, to);
     xml_stanza_unref(m);
 }
@@ -1525,7 +1543,7 @@ static void apply_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff, const c
             eject(mt, r, o, "321", reason, actor);
         } else {
             o->role = default_role(r, aff);
-            broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL, 0);
+            broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, actor);
         }
     }
 }
@@ -1568,7 +1586,7 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
             eject(mt, r, t, "307", reason, actor);
         } else {
             t->role = (role_t)role;
-            broadcast_presence(mt, r, t, NULL, NULL, 0, NULL, NULL, 0);
+            broadcast_presence(mt, r, t, NULL, NULL, 0, NULL, actor);
         }
         return NULL;
     }
@@ -1853,6 +1871,12 @@ static void on_register(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, b
         bounce(mt, st, "auth", "forbidden", NULL);
         return;
     }
+    if (aff < AFF_MEMBER) {
+        /* Who is a member is the admins' decision; registration only
+         * reserves a nick for those they affiliated (as Prosody does). */
+        bounce(mt, st, "auth", "registration-required", NULL);
+        return;
+    }
     if (!is_set) {
         xml_stanza_t *res = iq_result(root);
         xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_REGISTER);
@@ -1918,12 +1942,7 @@ static void on_register(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, b
         bounce(mt, st, "cancel", "conflict", NULL);
         return;
     }
-    if (r->cfg.membersonly && aff < AFF_MEMBER) {
-        /* joining a members-only room is the admins' decision */
-        bounce(mt, st, "auth", "registration-required", NULL);
-        return;
-    }
-    apply_aff(mt, r, bare, aff < AFF_MEMBER ? AFF_MEMBER : aff, NULL, NULL, nick);
+    apply_aff(mt, r, bare, aff, NULL, NULL, nick);
     send_result(mt, iq_result(root));
 }
 

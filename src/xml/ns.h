@@ -45,6 +45,7 @@
 /* XEP-0045 multi-user chat. */
 #define NS_MUC      "http://jabber.org/protocol/muc"
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define NS_X_CONFERENCE "jabber:x:conference"
 /* XEP-0049 private XML storage. */
 #define NS_PRIVATE "jabber:iq:private"
 /* XEP-0050 ad-hoc commands. */
