@@ -35,7 +35,28 @@ def _errors(doc):
     if not isinstance(errs, dict):
         return None
     total = sum(v for k, v in errs.items() if isinstance(v, (int, float)))
-    return total + (doc.get("msg_errors") or 0)
+    return total + (doc.get("msg_errors") or 0) + (doc.get("join_errors") or 0)
+
+
+def _offered_deliveries(doc):
+    exp, dur = doc.get("expected_deliveries"), doc.get("duration_s")
+    return exp / dur if exp is not None and dur else None
+
+
+def _muc_check(doc):
+    if doc.get("expected_deliveries") is None or doc.get("delivered") is None:
+        return None
+    return f"{doc['delivered']:,} / {doc['expected_deliveries']:,}"
+
+
+def _muc_bad(doc):
+    """Per-message check of the loadgen: copies missing from messages that
+    got fewer than their room's occupants, surplus copies, and copies from
+    another room."""
+    c = doc.get("delivery_check")
+    if not isinstance(c, dict):
+        return None
+    return f"{c.get('lost', 0):,} / {c.get('duplicates', 0):,} / {c.get('misrouted', 0):,}"
 
 
 class Figure(NamedTuple):
@@ -71,6 +92,12 @@ FIGURES = [
            lambda d: _first(d, ("delivered_msgs_per_s",), ("deliveries_per_s",)), False),
     Figure("cpu_msg", "CPU/msg", "µs",
            lambda d: _first(d, ("server_cpu_us_per_msg",), ("server_cpu_us_per_delivery",)), True),
+    # muc: deliveries owed (occupants at send time) per second of sending,
+    # the per-message delivery check, and the time the joins took.
+    Figure("offered_deliveries", "offered deliveries/s", "", _offered_deliveries, False, ratio=False),
+    Figure("muc_check", "deliveries received / expected", "", _muc_check, False, ratio=False),
+    Figure("muc_bad", "deliveries lost / duplicate / wrong room", "", _muc_bad, True, ratio=False),
+    Figure("join_s", "join of all occupants", "s", lambda d: d.get("join_s"), True),
     Figure("presence_rate", "presence delivered/s", "", lambda d: d.get("presence_per_s"), False),
     Figure("presence_login", "presence/login", "", lambda d: d.get("presence_per_login"), False,
            ratio=False),

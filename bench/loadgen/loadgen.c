@@ -72,6 +72,7 @@ struct stats {
     uint64_t run_logins;                        /* logins completed during PH_RUN */
     uint64_t joins_ok, join_errors, rooms_made; /* muc */
     uint64_t expected;                          /* muc: deliveries owed for messages sent */
+    uint64_t misrouted; /* muc: a groupchat of ours from a room that is not the receiver's */
     uint64_t rosters_done, roster_errors;       /* presence setup */
     uint64_t roster_sets, subscribes, subscribed;
     uint64_t pres_online, pres_churners; /* presence run */
@@ -168,6 +169,14 @@ struct shared {
     _Atomic uint64_t t_run_begin;
     _Atomic unsigned char *online; /* per user: session online (chat targets) */
     _Atomic int *room_occupants;   /* muc: joined occupants per room */
+    /* muc delivery check: every groupchat gets a global number (the seq in
+     * its body); per number, the occupants it is owed to at send time and
+     * the copies received, so losses and duplicates show per message rather
+     * than cancelling out in the totals. */
+    _Atomic uint64_t msg_seq;
+    uint32_t *msg_exp;
+    _Atomic uint32_t *msg_got;
+    uint64_t msg_cap;
     char **full_jid;               /* per user: user@domain/resource<user> */
     char **bare_jid;               /* per user: user@domain */
     size_t *full_len;
@@ -478,6 +487,8 @@ static void handle_features(struct conn *c)
     }
 }
 
+static const char *own_occupant_jid(const struct conn *c);
+
 /* A message body "lg <send ns> <seq>": count the delivery and its latency. */
 static void handle_message(struct conn *c)
 {
@@ -490,11 +501,24 @@ static void handle_message(struct conn *c)
         w->st.stray++;
         return;
     }
-    uint64_t ts = strtoull(c->text + 3, NULL, 10);
+    char *end;
+    uint64_t ts = strtoull(c->text + 3, &end, 10);
     uint64_t t = now_ns();
     if (ts < atomic_load(&G.t_run_begin) || ts > t) {
         w->st.stray++;
         return;
+    }
+    if (G.o.scenario == SC_MUC) {
+        /* from bench<r>@<muc domain>/<nick>, r being the receiver's room */
+        const char *own = own_occupant_jid(c);
+        size_t room_len = strcspn(own, "/");
+        if (strncmp(c->sfrom, own, room_len) != 0 || c->sfrom[room_len] != '/') {
+            w->st.misrouted++;
+            return;
+        }
+        uint64_t seq = strtoull(end, NULL, 10);
+        if (seq < G.msg_cap)
+            atomic_fetch_add_explicit(&G.msg_got[seq], 1, memory_order_relaxed);
     }
     w->st.delivered++;
     hist_add(&w->lat, t - ts);
@@ -1306,9 +1330,13 @@ static void send_groupchat(struct worker *w)
     char buf[512];
     int k = snprintf(buf, sizeof buf, "<message type='groupchat' to='bench%d@%s",
                      room_of(from->user), G.o.muc_domain);
+    int occupants = atomic_load(&G.room_occupants[room_of(from->user)]);
+    uint64_t seq = atomic_fetch_add(&G.msg_seq, 1);
+    if (seq < G.msg_cap)
+        G.msg_exp[seq] = (uint32_t)occupants;
     w->st.sent++;
-    w->st.expected += (uint64_t)atomic_load(&G.room_occupants[room_of(from->user)]);
-    k += (int)put_body(buf + k, w->st.sent);
+    w->st.expected += (uint64_t)occupants;
+    k += (int)put_body(buf + k, seq);
     out_append(from, buf, (size_t)k);
 }
 
@@ -1548,6 +1576,7 @@ static struct totals sum_published(void)
 /* Figures the coordinator collects at phase boundaries. */
 struct run_info {
     uint64_t t_setup_end, t_run_begin, t_run_end, t_roster_begin, t_roster_end;
+    uint64_t t_join_begin, t_join_end; /* muc: both join phases */
     uint64_t cpu_run_begin, cpu_run_end;
     double self_run_begin, self_run_end; /* this process's CPU seconds */
     struct procmem mem_before, mem_after;
@@ -1634,6 +1663,7 @@ static void coordinate(struct run_info *ri)
         drain(ri, false);
         break;
     case SC_MUC:
+        ri->t_join_begin = now_ns();
         set_phase(PH_JOIN_OWNERS);
         if (!wait_all(PH_JOIN_OWNERS, o->timeout + 5))
             ri->stalled = "room creation";
@@ -1644,6 +1674,7 @@ static void coordinate(struct run_info *ri)
          * large rooms take a while: allow the per-join timeout per window */
         if (!wait_all(PH_JOIN, o->timeout * ((double)o->users / o->concurrency + 2)))
             ri->stalled = "joins";
+        ri->t_join_end = now_ns();
         if (atomic_load(&G.unsupported))
             break;
         sleep_s(o->warm);
@@ -1848,7 +1879,32 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
         double off = el > 0 ? (double)s->sent / el : 0;
         double del = el > 0 ? (double)s->delivered / el : 0;
         double per = s->delivered ? cpu_us / (double)s->delivered : 0;
+        double join_s = ri->t_join_end > ri->t_join_begin
+                            ? (double)(ri->t_join_end - ri->t_join_begin) / 1e9
+                            : 0;
+        /* per message: copies received against occupants at send time */
+        uint64_t nmsg = atomic_load(&G.msg_seq), checked = nmsg < G.msg_cap ? nmsg : G.msg_cap;
+        uint64_t complete = 0, short_msgs = 0, over_msgs = 0, lost = 0, dups = 0;
+        for (uint64_t i = 0; i < checked; i++) {
+            uint32_t got = atomic_load(&G.msg_got[i]), exp = G.msg_exp[i];
+            if (got == exp) {
+                complete++;
+            } else if (got < exp) {
+                short_msgs++;
+                lost += exp - got;
+            } else {
+                over_msgs++;
+                dups += got - exp;
+            }
+        }
         if (json) {
+            fprintf(f,
+                    ",\n  \"join_s\": %.3f,\n  \"delivery_check\": {\"messages\": %" PRIu64
+                    ", \"checked\": %" PRIu64 ", \"complete\": %" PRIu64
+                    ", \"short\": %" PRIu64 ", \"over\": %" PRIu64 ", \"lost\": %" PRIu64
+                    ", \"duplicates\": %" PRIu64 ", \"misrouted\": %" PRIu64 "}",
+                    join_s, nmsg, checked, complete, short_msgs, over_msgs, lost, dups,
+                    s->misrouted);
             fprintf(f,
                     ",\n  \"rooms\": %d,\n  \"room_size\": %d,\n  \"joins_ok\": %" PRIu64
                     ",\n  \"join_errors\": %" PRIu64 ",\n  \"rooms_created\": %" PRIu64
@@ -1871,6 +1927,12 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
                     "  messages         sent %" PRIu64 " (%.1f/s), deliveries %" PRIu64
                     " of %" PRIu64 " expected, errors %" PRIu64 " over %.3f s\n",
                     s->sent, off, s->delivered, s->expected, s->msg_errors, el);
+            fprintf(f, "  joins            %.3f s for both join phases\n", join_s);
+            fprintf(f,
+                    "  delivery check   %" PRIu64 " of %" PRIu64 " messages complete; %" PRIu64
+                    " short (%" PRIu64 " copies lost), %" PRIu64 " over (%" PRIu64
+                    " duplicates), %" PRIu64 " from a wrong room\n",
+                    complete, checked, short_msgs, lost, over_msgs, dups, s->misrouted);
             fprintf(f, "  deliveries/s     %.1f\n", del);
             print_latency(f, false, lat);
             if (pid)
@@ -2348,6 +2410,15 @@ int main(int argc, char **argv)
     }
     if (build_jids() != 0)
         return 1;
+    if (o->scenario == SC_MUC) {
+        /* room for every message of the run, and then some */
+        double n = o->rate * (o->duration + 1) * 1.5 + 1024;
+        G.msg_cap = n < 5e7 ? (uint64_t)n : 50000000;
+        G.msg_exp = calloc(G.msg_cap, sizeof *G.msg_exp);
+        G.msg_got = calloc(G.msg_cap, sizeof *G.msg_got);
+        if (!G.msg_exp || !G.msg_got)
+            return 1;
+    }
     G.nthreads = o->threads;
     G.w = calloc((size_t)G.nthreads, sizeof *G.w);
     if (!G.w)
@@ -2412,5 +2483,7 @@ int main(int argc, char **argv)
     free(G.full_len);
     free((void *)G.online);
     free((void *)G.room_occupants);
+    free(G.msg_exp);
+    free((void *)G.msg_got);
     return rc;
 }

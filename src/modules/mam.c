@@ -28,6 +28,15 @@
  * preferences still loading, or the 'roster' default) may a delivered
  * message carry an id that the archive then does not have.
  *
+ * MUC rooms (mam.h) have archives too, written and read by the same code
+ * for the MUC service: rows with host = the service domain and user = the
+ * room's local part, 'with' = the occupant JID (room@service/nick). The
+ * room gives the stanza-id; no preferences apply; queries come as
+ * stanzas to the room (a tern_iq_t without session is made for them, so
+ * every reply is routed). The occupant's real JID is stored inside the
+ * archived copy as <sender xmlns=NS_ROOM_SENDER jid=.../>, which is
+ * removed from whatever is read back.
+ *
  * Storage: the archive table (storage.h); preferences in kv store
  * "mam_prefs", key "", value the normalised <prefs/> element.
  */
@@ -45,16 +54,21 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "mam.h"
 #include "roster.h"
 #include "tern/module.h"
 
 #define TAG         "mam"
 #define PREFS_STORE "mam_prefs"
 #define PREFS_KEY   ""
-/* XEP-0313 #extended: before-id, after-id, ids and the metadata query. */
-#define NS_MAM_EXTENDED "urn:xmpp:mam:2#extended"
 /* XEP-0122 data form validation, to mark 'ids' as a list of strings. */
 #define NS_XDATA_VALIDATE "http://jabber.org/protocol/xdata-validate"
+/* Private: the real JID of a room message's sender, in the stored copy. */
+#define NS_ROOM_SENDER "urn:x-tern:mam:room-sender"
+/* Room stanza-ids come from the MUC module; bounded as a key. */
+#define MAX_ROOM_ID 255
+/* Most messages mam_room_recent reads at once. */
+#define MAX_ROOM_RECENT 1000
 
 /* A page size for clients that give no <max/>: enough for a screen of
  * history, small enough that a client paging through a large archive does
@@ -98,6 +112,8 @@ typedef struct {
     /* localpart -> cached_prefs_t, for the accounts with a session on
      * this worker (see prefs_verdict); keys point into the entries. */
     hashmap_t prefs;
+    /* A room message was refused for the backlog and not logged since. */
+    bool room_busy_logged;
 } mam_t;
 
 typedef struct {
@@ -432,12 +448,13 @@ struct arch_job {
     arch_job_t *next;
     int result;
     size_t cost;       /* counted in m->backlog */
-    char *host, *user; /* the archive's account */
-    char id[17];
+    char *host, *user; /* the archive's account, or room */
+    char *id;
     int64_t ts;
     char *with_bare, *with_full, *with_resource;
     bool outgoing;
     bool check_account; /* nobody online: the account may not exist */
+    bool room;          /* a room's archive: no preferences */
     int64_t expire_before;
     char *xml;
     size_t len;
@@ -457,6 +474,7 @@ static void arch_free(arch_job_t *j)
 {
     free(j->host);
     free(j->user);
+    free(j->id);
     free(j->with_bare);
     free(j->with_full);
     free(j->with_resource);
@@ -473,8 +491,9 @@ static int arch_run(const storage_driver_t *drv, storage_db_t *db, arch_job_t *j
         if (rc != 0)
             return rc;
     }
-    bool allow;
-    int rc = prefs_allow(drv, db, j->host, j->user, j->with_bare, j->with_full, &allow);
+    bool allow = true;
+    int rc =
+        j->room ? 0 : prefs_allow(drv, db, j->host, j->user, j->with_bare, j->with_full, &allow);
     if (rc != 0 || !allow)
         return rc;
     if (j->expire_before) {
@@ -518,6 +537,8 @@ static void batch_free(mam_t *m, arch_job_t *head)
         m->backlog -= j->cost;
         arch_free(j);
     }
+    if (m->backlog < MAX_BACKLOG / 2)
+        m->room_busy_logged = false;
 }
 
 static void flush(mam_t *m);
@@ -594,11 +615,13 @@ static int64_t expiry_due(mam_t *m, const char *user)
 /* XEP-0313 §5.1.1 with XEP-0334 hints: chat and normal messages with a
  * body, or anything the sender marked <store/>; never errors, headlines
  * or groupchat (MUC archives are the room's), nor what is marked
- * no-store / no-permanent-store. */
-static bool worth_archiving(const xml_node_t *root)
+ * no-store / no-permanent-store. A room's archive takes groupchat
+ * messages only, by the same rules. */
+static bool worth_archiving(const xml_node_t *root, bool room)
 {
     const char *type = xml_node_attr(root, "type");
-    if (type && strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0)
+    if (room ? !type || strcmp(type, "groupchat") != 0
+             : type && strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0)
         return false;
     bool body = false, store = false;
     for (const xml_node_t *c = xml_node_first_element(root); c; c = xml_node_next(c, NULL, NULL)) {
@@ -626,21 +649,52 @@ static void strip_stanza_ids(xml_node_t *root, const char *bare)
     }
 }
 
+#define ARCH_OUTGOING      1u /* sent by the account (else received) */
+#define ARCH_CHECK_ACCOUNT 2u /* the account may not exist */
+#define ARCH_ROOM          4u /* (local, domain) is a room */
+
+/* A room's entry in m->expired: apart from the accounts', as a local
+ * part has no '@'. */
+static char *room_key(const char *local, const char *domain)
+{
+    size_t n = strlen(local) + strlen(domain) + 2;
+    char *key = tern_xmalloc(n);
+    snprintf(key, n, "%s@%s", local, domain);
+    return key;
+}
+
+/* Removes what only the archive may say about a room message (the
+ * sender's real JID) from a copy of it. */
+static void strip_room_private(xml_node_t *root)
+{
+    for (xml_node_t *c = xml_node_child(root, NULL, NS_ROOM_SENDER), *n; c; c = n) {
+        n = xml_node_next(c, NULL, NS_ROOM_SENDER);
+        xml_node_detach(c);
+    }
+}
+
 /* Queues the write of root into (local, domain)'s archive with 'with'. */
 static void archive(mam_t *m, const char *local, const char *domain, const jid_t *with,
-                    bool outgoing, const xml_node_t *root, const char *id, bool check_account)
+                    const xml_node_t *root, const char *id, unsigned flags)
 {
     arch_job_t *j = tern_xcalloc(1, sizeof(*j));
     j->host = tern_xstrdup(domain);
     j->user = tern_xstrdup(local);
-    snprintf(j->id, sizeof(j->id), "%s", id);
+    j->id = tern_xstrdup(id);
     j->ts = now_us();
-    j->outgoing = outgoing;
-    j->check_account = check_account;
+    j->outgoing = flags & ARCH_OUTGOING;
+    j->check_account = flags & ARCH_CHECK_ACCOUNT;
+    j->room = flags & ARCH_ROOM;
     j->with_bare = jid_bare_string(with);
     j->with_full = with->resource ? jid_to_string(with) : NULL;
     j->with_resource = with->resource ? tern_xstrdup(with->resource) : NULL;
-    j->expire_before = expiry_due(m, local);
+    if (j->room) {
+        char *key = room_key(local, domain);
+        j->expire_before = expiry_due(m, key);
+        free(key);
+    } else {
+        j->expire_before = expiry_due(m, local);
+    }
     j->xml = xml_node_to_string(root, NS_CLIENT, &j->len);
     j->cost = sizeof(*j) + j->len;
     if (!j->with_bare || !j->xml) {
@@ -680,7 +734,7 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
     if (!with && jid_from_parts(NULL, ev->to->domain, NULL, &server) == 0)
         with = &server;
     bool worth =
-        with && worth_archiving(root) && prefs_verdict(m, ev->to->local, with) != VERDICT_NO;
+        with && worth_archiving(root, false) && prefs_verdict(m, ev->to->local, with) != VERDICT_NO;
     tern_handled_t ret = TERN_PASS;
     char id[17];
     if (worth && refuse_busy(m, ev->stanza)) {
@@ -691,8 +745,8 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
             xml_node_t *sid = xml_node_add_child(root, "stanza-id", NS_STANZA_ID);
             xml_node_set_attr(sid, "by", bare);
             xml_node_set_attr(sid, "id", id);
-            archive(m, ev->to->local, ev->to->domain, with, false, root, id,
-                    tern_user_sessions(m->host, bare) == NULL);
+            archive(m, ev->to->local, ev->to->domain, with, root, id,
+                    tern_user_sessions(m->host, bare) ? 0 : ARCH_CHECK_ACCOUNT);
         }
     }
     jid_clear(&server);
@@ -707,14 +761,14 @@ static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
     /* Without a 'to', or to the account itself, the message comes back
      * through INBOUND and is archived there, once. */
     if (strcmp(root->name, "message") != 0 || !ev->to || !ev->from || !ev->from->local ||
-        jid_bare_equal(ev->to, ev->from) || !worth_archiving(root) ||
+        jid_bare_equal(ev->to, ev->from) || !worth_archiving(root, false) ||
         prefs_verdict(m, ev->from->local, ev->to) == VERDICT_NO)
         return TERN_PASS;
     if (refuse_busy(m, ev->stanza))
         return TERN_HANDLED;
     char id[17];
     if (new_id(id) == 0)
-        archive(m, ev->from->local, ev->from->domain, ev->to, true, root, id, false);
+        archive(m, ev->from->local, ev->from->domain, ev->to, root, id, ARCH_OUTGOING);
     return TERN_PASS;
 }
 
@@ -731,7 +785,8 @@ typedef struct {
     mam_t *m;
     op_t op;
     tern_iq_saved_t *iq;
-    char *host, *user, *bare, *requester;
+    bool room;                            /* a room's archive (mam_room_iq) */
+    char *host, *user, *bare, *requester; /* the archive's owner and the asker */
     char *queryid;
     /* query */
     archive_query_t q;
@@ -799,6 +854,8 @@ static int collect_result(void *ud, const archive_msg_t *msg)
     char stamp[40];
     format_stamp(msg->ts, stamp, sizeof(stamp));
     xml_node_set_attr(xml_node_add_child(fwd, "delay", NS_DELAY), "stamp", stamp);
+    if (r->room)
+        strip_room_private(xml_stanza_root(orig));
     xml_node_append_copy(fwd, xml_stanza_root(orig));
     xml_stanza_unref(orig);
     if (r->n == r->cap) {
@@ -944,20 +1001,32 @@ static void req_done(void *arg, int result)
     req_free(r);
 }
 
-/* Only the account itself may use its archive (§4: a query to another
+/* Whether iq may use the archive it is for. A room's iq (made by
+ * mam_room_iq, room set) was let through by the MUC module. Otherwise
+ * only the account itself may use its archive (§4: a query to another
  * user's JID is forbidden). */
-static req_t *req_new(mam_t *m, tern_iq_t *iq, op_t op)
+static bool req_allowed(tern_iq_t *iq, bool room)
 {
-    if (!iq->from || !iq->from->local || (iq->to && !jid_bare_equal(iq->to, iq->from))) {
-        tern_iq_error(iq, "cancel", "forbidden", NULL);
+    if (room || (iq->from && iq->from->local && (!iq->to || jid_bare_equal(iq->to, iq->from))))
+        return true;
+    tern_iq_error(iq, "cancel", "forbidden", NULL);
+    return false;
+}
+
+/* A request on the archive of the account that sent iq, or (room) of the
+ * room it is addressed to. */
+static req_t *req_new(mam_t *m, tern_iq_t *iq, op_t op, bool room)
+{
+    if (!req_allowed(iq, room))
         return NULL;
-    }
+    const jid_t *owner = room ? iq->to : iq->from;
     req_t *r = tern_xcalloc(1, sizeof(*r));
     r->m = m;
     r->op = op;
-    r->host = tern_xstrdup(iq->from->domain);
-    r->user = tern_xstrdup(iq->from->local);
-    r->bare = jid_bare_string(iq->from);
+    r->room = room;
+    r->host = tern_xstrdup(owner->domain);
+    r->user = tern_xstrdup(owner->local);
+    r->bare = jid_bare_string(owner);
     r->requester = jid_to_string(iq->from);
     r->q.start = ARCHIVE_TS_MIN;
     r->q.end = ARCHIVE_TS_MAX;
@@ -1111,19 +1180,19 @@ static void query_form(tern_iq_t *iq)
     xml_stanza_unref(reply);
 }
 
-static tern_handled_t on_query(void *state, tern_iq_t *iq)
+/* A query (or the form) on the sender's archive, or a room's. */
+static void query_request(mam_t *m, tern_iq_t *iq, bool room)
 {
-    mam_t *m = state;
     if (!iq->is_set) {
-        if (!iq->from || (iq->to && !jid_bare_equal(iq->to, iq->from)))
-            tern_iq_error(iq, "cancel", "forbidden", NULL);
-        else
+        if (room || (iq->from && (!iq->to || jid_bare_equal(iq->to, iq->from))))
             query_form(iq);
-        return TERN_HANDLED;
+        else
+            tern_iq_error(iq, "cancel", "forbidden", NULL);
+        return;
     }
-    req_t *r = req_new(m, iq, OP_QUERY);
+    req_t *r = req_new(m, iq, OP_QUERY, room);
     if (!r)
-        return TERN_HANDLED;
+        return;
     const char *qid = xml_node_attr(iq->payload, "queryid");
     r->queryid = qid ? tern_xstrdup(qid) : NULL;
     size_t max_page = tern_host_config(m->host)->mam_max_page;
@@ -1142,9 +1211,14 @@ static tern_handled_t on_query(void *state, tern_iq_t *iq)
     if (cond) {
         tern_iq_error(iq, strcmp(cond, "bad-request") == 0 ? "modify" : "cancel", cond, text);
         req_free(r);
-        return TERN_HANDLED;
+        return;
     }
     req_submit(r, iq);
+}
+
+static tern_handled_t on_query(void *state, tern_iq_t *iq)
+{
+    query_request(state, iq, false);
     return TERN_HANDLED;
 }
 
@@ -1187,7 +1261,7 @@ static char *prefs_normalise(const xml_node_t *in, size_t *len)
 static tern_handled_t on_prefs(void *state, tern_iq_t *iq)
 {
     mam_t *m = state;
-    req_t *r = req_new(m, iq, iq->is_set ? OP_PREFS_SET : OP_PREFS_GET);
+    req_t *r = req_new(m, iq, iq->is_set ? OP_PREFS_SET : OP_PREFS_GET, false);
     if (!r)
         return TERN_HANDLED;
     if (iq->is_set) {
@@ -1203,16 +1277,21 @@ static tern_handled_t on_prefs(void *state, tern_iq_t *iq)
     return TERN_HANDLED;
 }
 
-static tern_handled_t on_metadata(void *state, tern_iq_t *iq)
+/* #extended metadata of the sender's archive, or a room's. */
+static void metadata_request(mam_t *m, tern_iq_t *iq, bool room)
 {
-    mam_t *m = state;
     if (iq->is_set) {
         tern_iq_error(iq, "cancel", "bad-request", NULL);
-        return TERN_HANDLED;
+        return;
     }
-    req_t *r = req_new(m, iq, OP_METADATA);
+    req_t *r = req_new(m, iq, OP_METADATA, room);
     if (r)
         req_submit(r, iq);
+}
+
+static tern_handled_t on_metadata(void *state, tern_iq_t *iq)
+{
+    metadata_request(state, iq, false);
     return TERN_HANDLED;
 }
 
@@ -1258,3 +1337,234 @@ static void mam_fini(void *state)
 }
 
 const tern_module_def_t mod_mam = {"mam", TERN_MODULE_API_VERSION, mam_init, mam_fini};
+
+/* ---- rooms (mam.h) ---- */
+
+bool mam_room_available(tern_host_t *h)
+{
+    return h && tern_host_module_state(h, &mod_mam);
+}
+
+int mam_room_archive(tern_host_t *h, const char *muc_domain, const char *room, const char *id,
+                     const xml_stanza_t *msg, const char *sender_bare)
+{
+    if (!h || !muc_domain || !room || !id || !*id || strlen(id) > MAX_ROOM_ID || !msg)
+        return TERN_EINVAL;
+    const xml_node_t *root = xml_stanza_root(msg);
+    if (strcmp(root->name, "message") != 0)
+        return TERN_EINVAL;
+    mam_t *m = tern_host_module_state(h, &mod_mam);
+    if (!m || !worth_archiving(root, true))
+        return 0;
+    if (m->backlog >= MAX_BACKLOG) {
+        if (!m->room_busy_logged)
+            log_warn(TAG, "%s@%s: archive queue full, room messages not archived", room,
+                     muc_domain);
+        m->room_busy_logged = true;
+        return TERN_EAGAIN;
+    }
+    jid_t rj = {0}, occupant = {0};
+    if (jid_from_parts(room, muc_domain, NULL, &rj) != 0 || !rj.local) {
+        jid_clear(&rj);
+        return TERN_EINVAL;
+    }
+    /* 'with' is the occupant JID the message comes from (room/nick). */
+    const char *from = xml_node_attr(root, "from");
+    const jid_t *with = &rj;
+    if (from && jid_parse(from, &occupant) == 0 && jid_bare_equal(&occupant, &rj))
+        with = &occupant;
+    xml_stanza_t *copy = xml_stanza_copy(msg);
+    xml_node_t *croot = xml_stanza_root(copy);
+    strip_room_private(croot);
+    if (sender_bare && *sender_bare)
+        xml_node_set_attr(xml_node_add_child(croot, "sender", NS_ROOM_SENDER), "jid", sender_bare);
+    archive(m, rj.local, rj.domain, with, croot, id, ARCH_ROOM);
+    xml_stanza_unref(copy);
+    jid_clear(&occupant);
+    jid_clear(&rj);
+    return 0;
+}
+
+void mam_room_iq(tern_host_t *h, const char *muc_domain, const char *room, const xml_stanza_t *st)
+{
+    if (!h || !st)
+        return;
+    xml_node_t *root = xml_stanza_root(st);
+    const char *type = xml_node_attr(root, "type");
+    const char *from_attr = xml_node_attr(root, "from");
+    if (strcmp(root->name, "iq") != 0 || !type || !from_attr ||
+        (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+        return; /* nothing to answer, or nobody to answer */
+    tern_server_t *srv = tern_host_server(h);
+    jid_t from = {0}, to = {0};
+    if (jid_parse(from_attr, &from) != 0)
+        return;
+    if (!muc_domain || !room || jid_from_parts(room, muc_domain, NULL, &to) != 0 || !to.local) {
+        tern_bounce(srv, st, "modify", "jid-malformed", NULL);
+        jid_clear(&to);
+        jid_clear(&from);
+        return;
+    }
+    /* Answered as an iq without session: every reply is routed. The
+     * stanza is not changed; saving it for a later answer takes a
+     * reference. */
+    tern_iq_t iq = {.host = h,
+                    .stanza = (xml_stanza_t *)st,
+                    .payload = xml_node_first_element(root),
+                    .from = &from,
+                    .to = &to,
+                    .is_set = strcmp(type, "set") == 0};
+    mam_t *m = tern_host_module_state(h, &mod_mam);
+    if (m && iq.payload && xml_node_is(iq.payload, "query", NS_MAM))
+        query_request(m, &iq, true);
+    else if (m && iq.payload && xml_node_is(iq.payload, "metadata", NS_MAM))
+        metadata_request(m, &iq, true);
+    else
+        tern_iq_error(&iq, "cancel", "service-unavailable", NULL);
+    jid_clear(&to);
+    jid_clear(&from);
+}
+
+/* A room's archive read or deleted outside of a query. */
+typedef struct {
+    char *host, *user;
+    bool skip; /* module disabled: nothing to read */
+    int64_t since;
+    size_t max, n;
+    xml_stanza_t **msgs;
+    time_t *whens;
+    mam_room_recent_cb cb;
+    void *ud;
+} room_job_t;
+
+static void room_job_free(room_job_t *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        xml_stanza_unref(j->msgs[i]);
+    free(j->msgs);
+    free(j->whens);
+    free(j->host);
+    free(j->user);
+    free(j);
+}
+
+/* Borrows room and domain; NULL when they are no JID. */
+static room_job_t *room_job_new(const char *muc_domain, const char *room)
+{
+    jid_t rj = {0};
+    if (!muc_domain || !room || jid_from_parts(room, muc_domain, NULL, &rj) != 0 || !rj.local) {
+        jid_clear(&rj);
+        return NULL;
+    }
+    room_job_t *j = tern_xcalloc(1, sizeof(*j));
+    j->host = tern_xstrdup(rj.domain);
+    j->user = tern_xstrdup(rj.local);
+    jid_clear(&rj);
+    return j;
+}
+
+/* Storage thread. */
+static int recent_collect(void *ud, const archive_msg_t *msg)
+{
+    room_job_t *j = ud;
+    xml_stanza_t *st = xml_parse_element(msg->stanza, msg->len, NS_CLIENT, MAX_STORED);
+    if (!st) {
+        log_error(TAG, "%s@%s: unreadable archived message %s skipped", j->user, j->host, msg->id);
+        return 0;
+    }
+    if (j->n == j->max) { /* not expected: the page has max rows */
+        xml_stanza_unref(st);
+        return 0;
+    }
+    strip_room_private(xml_stanza_root(st));
+    j->msgs[j->n] = st;
+    j->whens[j->n] = (time_t)(msg->ts / 1000000);
+    j->n++;
+    return 0;
+}
+
+static int recent_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    room_job_t *j = arg;
+    if (j->skip || j->max == 0)
+        return 0;
+    /* The last page, in archive order. */
+    archive_query_t q = {.start = j->since, .end = ARCHIVE_TS_MAX, .rsm_before = "", .max = j->max};
+    archive_page_t page;
+    return drv->archive_query(db, j->host, j->user, &q, recent_collect, j, &page);
+}
+
+static void recent_done(void *arg, int result)
+{
+    room_job_t *j = arg;
+    if (result != 0) {
+        log_error(TAG, "%s@%s: room history not read (%d)", j->user, j->host, result);
+        for (; j->n > 0; j->n--)
+            xml_stanza_unref(j->msgs[j->n - 1]);
+    }
+    j->cb(j->ud, j->msgs, j->whens, j->n);
+    room_job_free(j);
+}
+
+int mam_room_recent(tern_host_t *h, const char *muc_domain, const char *room, size_t max,
+                    mam_room_recent_cb cb, void *ud)
+{
+    if (!h || !cb)
+        return TERN_EINVAL;
+    room_job_t *j = room_job_new(muc_domain, room);
+    if (!j)
+        return TERN_EINVAL;
+    mam_t *m = tern_host_module_state(h, &mod_mam);
+    j->skip = !m;
+    j->max = max < MAX_ROOM_RECENT ? max : MAX_ROOM_RECENT;
+    j->msgs = tern_xcalloc(j->max + 1, sizeof(*j->msgs));
+    j->whens = tern_xcalloc(j->max + 1, sizeof(*j->whens));
+    j->cb = cb;
+    j->ud = ud;
+    j->since = ARCHIVE_TS_MIN;
+    unsigned retention = tern_host_config(h)->mam_retention;
+    if (retention)
+        j->since = now_us() - (int64_t)retention * 1000000;
+    if (m)
+        flush(m); /* the read sees every message before it */
+    int rc = tern_storage_submit(tern_host_server(h), recent_run, recent_done, j);
+    if (rc != 0)
+        room_job_free(j);
+    return rc;
+}
+
+static int room_delete_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    room_job_t *j = arg;
+    return drv->archive_delete_user(db, j->host, j->user);
+}
+
+static void room_delete_done(void *arg, int result)
+{
+    room_job_t *j = arg;
+    if (result != 0)
+        log_error(TAG, "%s@%s: room archive not deleted (%d)", j->user, j->host, result);
+    room_job_free(j);
+}
+
+void mam_room_delete(tern_host_t *h, const char *muc_domain, const char *room)
+{
+    room_job_t *j = h ? room_job_new(muc_domain, room) : NULL;
+    if (!j)
+        return;
+    mam_t *m = tern_host_module_state(h, &mod_mam);
+    if (m) {
+        flush(m); /* what is still pending is deleted too */
+        char *key = room_key(j->user, j->host);
+        expiry_t *e = hashmap_del(&m->expired, key);
+        if (e) {
+            free(e->user);
+            free(e);
+        }
+        free(key);
+    }
+    if (tern_storage_submit(tern_host_server(h), room_delete_run, room_delete_done, j) != 0) {
+        log_error(TAG, "%s@%s: room archive not deleted (storage unavailable)", j->user, j->host);
+        room_job_free(j);
+    }
+}

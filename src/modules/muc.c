@@ -733,13 +733,13 @@ static void add_status(xml_stanza_t *p, const char *code)
 static void add_actor(const room_t *r, xml_stanza_t *p, const occupant_t *o,
                       const occupant_t *actor, const occupant_t *viewer)
 {
-    if (!actor || actor == o)
+    if (!actor)
         return;
     xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
     xml_node_t *an = xml_node_add_child(xml_node_child(x, "item", NS_MUC_USER), "actor",
                                         NS_MUC_USER);
     xml_node_set_attr(an, "nick", actor->nick);
-    if (sees_jids(r, viewer))
+    if (sees_jids(r, viewer) && actor != o)
         xml_node_set_attr(an, "jid", actor->fulls[0]);
 }
 
@@ -751,8 +751,11 @@ static void broadcast_presence(muc_t *mt, room_t *r, occupant_t *o, const char *
         xml_stanza_t *p = occ_presence(r, o, v, type, NULL);
         add_actor(r, p, o, actor, v);
         if (new_nick) {
+            /* a nick change is a departure in form only: the role stays */
             xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
-            xml_node_set_attr(xml_node_child(x, "item", NS_MUC_USER), "nick", new_nick);
+            xml_node_t *item = xml_node_child(x, "item", NS_MUC_USER);
+            xml_node_set_attr(item, "nick", new_nick);
+            xml_node_set_attr(item, "role", role_names[o->role]);
         }
         for (size_t i = 0; i < ncodes; i++)
             add_status(p, codes[i]);
@@ -871,6 +874,9 @@ static void strip_muc_payloads(xml_node_t *root)
     xml_node_set_attr(root, "to", NULL);
 }
 
+static void welcome(muc_t *mt, room_t *r, occupant_t *o, const char *full, bool created,
+                    xml_node_t *mx);
+
 static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const char *full,
                  const char *bare, const char *nick)
 {
@@ -937,15 +943,23 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
     for (occupant_t *v = r->occupants; v; v = v->next) {
         if (v == o)
             continue;
-        xml_stanza_t *p = occ_presence(r, v, o, NULL, NULL);
-        route_to(mt, p, full);
+        xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
+        send_occ(mt, v, p);
         xml_stanza_unref(p);
     }
+    welcome(mt, r, o, full, created, mx);
+}
+
+/* What a (re)joining session is owed (§7.2.3-§7.2.16): everyone else's
+ * presence, its own with the status codes, the history, the subject. */
+static void welcome(muc_t *mt, room_t *r, occupant_t *o, const char *full, bool created,
+                    xml_node_t *mx)
+{
     for (occupant_t *v = r->occupants; v; v = v->next) {
         if (v == o)
             continue;
-        xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
-        send_occ(mt, v, p);
+        xml_stanza_t *p = occ_presence(r, v, o, NULL, NULL);
+        route_to(mt, p, full);
         xml_stanza_unref(p);
     }
     xml_stanza_t *self = occ_presence(r, o, o, NULL, NULL);
@@ -1035,7 +1049,21 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
         strip_muc_payloads(xml_stanza_root(pres));
         xml_stanza_unref(o->pres);
         o->pres = pres;
-        broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
+        xml_node_t *mx = xml_node_child(root, "x", NS_MUC);
+        if (mx) {
+            /* A join from a session already in: the client lost track
+             * (a reconnect it did not notice, say) and resynchronises. */
+            for (occupant_t *v = r->occupants; v; v = v->next) {
+                if (v == o)
+                    continue;
+                xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
+                send_occ(mt, v, p);
+                xml_stanza_unref(p);
+            }
+            welcome(mt, r, o, full, false, mx);
+        } else {
+            broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
+        }
         return;
     }
     bool created = false;
@@ -1354,6 +1382,18 @@ static void cfg_free(room_cfg_t *c)
 
 /* Applies a submitted muc#roomconfig form; false (room unchanged) on a
  * bad value. */
+/* A string that differs when any setting differs (caller frees). */
+static char *cfg_signature(const room_cfg_t *c)
+{
+    char *sig = NULL;
+    if (asprintf(&sig, "%s\x1f%s\x1f%s\x1f%d%d%d%d%d%d%d%d%d\x1f%u", c->name ? c->name : "",
+                 c->desc ? c->desc : "", c->secret ? c->secret : "", c->persistent, c->public_,
+                 c->membersonly, c->moderated, c->passwordprotected, c->whois_anyone,
+                 c->changesubject, c->allowinvites, c->allowpm, c->maxusers) < 0)
+        abort();
+    return sig;
+}
+
 static bool apply_form(room_t *r, xml_node_t *x)
 {
     room_cfg_t c = r->cfg;
@@ -1461,8 +1501,9 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
     }
     xml_node_t *d = xml_node_child(q, "destroy", NS_MUC_OWNER);
     if (d) {
-        send_result(mt, iq_result(root));
+        xml_stanza_t *res = iq_result(root);
         on_destroy(mt, r, d);
+        send_result(mt, res);
         return;
     }
     xml_node_t *x = xml_node_child(q, "x", NS_DATA);
@@ -1475,7 +1516,10 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
         send_result(mt, iq_result(root));
         return;
     }
+    char *before = cfg_signature(&r->cfg);
+    bool was_whois = r->cfg.whois_anyone;
     if (!type || strcmp(type, "submit") != 0 || !apply_form(r, x)) {
+        free(before);
         bounce(mt, st, "modify", "bad-request", NULL);
         return;
     }
@@ -1483,6 +1527,25 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
     save_room(mt, r);
     dir_update(mt, r, false);
     send_result(mt, iq_result(root));
+    char *after = cfg_signature(&r->cfg);
+    if (strcmp(before, after) != 0) {
+        /* §10.2.1: occupants learn that the configuration changed, and
+         * whether their addresses are now shown (172) or hidden (173) */
+        const char *codes[2] = {"104", NULL};
+        if (was_whois != r->cfg.whois_anyone)
+            codes[1] = r->cfg.whois_anyone ? "172" : "173";
+        xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+        xml_node_t *mr = xml_stanza_root(m);
+        xml_node_set_attr(mr, "from", r->jid);
+        xml_node_set_attr(mr, "type", "groupchat");
+        xml_node_t *mx = xml_node_add_child(mr, "x", NS_MUC_USER);
+        for (size_t i = 0; i < 2 && codes[i]; i++)
+            xml_node_set_attr(xml_node_add_child(mx, "status", NS_MUC_USER), "code", codes[i]);
+        broadcast_message(mt, r, m);
+        xml_stanza_unref(m);
+    }
+    free(before);
+    free(after);
     /* members-only now: who is not a member has to go */
     if (r->cfg.membersonly) {
         for (occupant_t *o = r->occupants, *next; o; o = next) {
@@ -1646,7 +1709,10 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
                 bounce(mt, st, "modify", "bad-request", NULL);
                 return;
             }
-            if (actor_aff < AFF_ADMIN && !(aff == AFF_MEMBER && actor_aff == AFF_MEMBER)) {
+            /* Members may read the member list, and every list of a room
+             * that shows addresses anyway (as Prosody does). */
+            bool member_may = actor_aff == AFF_MEMBER && (aff == AFF_MEMBER || r->cfg.whois_anyone);
+            if (actor_aff < AFF_ADMIN && !member_may) {
                 xml_stanza_unref(res);
                 bounce(mt, st, "auth", "forbidden", NULL);
                 return;

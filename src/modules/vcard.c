@@ -369,7 +369,14 @@ static tern_handled_t on_outbound(void *st, tern_stanza_ev_t *ev)
      * ready") is what it means to say. */
     if (xml_node_child(root, "x", NS_VCARD_UPDATE))
         return TERN_PASS;
-    avatar_t *a = avatar_get(v, ev->from->local);
+    avatar_t *a = hashmap_get(&v->accts, ev->from->local);
+    if (!a) {
+        /* Normally made at bind; an entry only for a live session, which
+         * on_closed will drop again. */
+        if (!ev->session || !tern_session_is_open(ev->session))
+            return TERN_PASS;
+        a = avatar_get(v, ev->from->local);
+    }
     if (!a->known) {
         if (!a->loading)
             start_load(v, a);
