@@ -1022,6 +1022,43 @@ static void change_nick(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, c
     broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
 }
 
+/* An occupant asking for another's current presence; for a member who is
+ * away, an unavailable presence naming the reserved nick. */
+static void on_probe(muc_t *mt, room_t *r, xml_stanza_t *st, occupant_t *self, const char *full,
+                     const char *nick)
+{
+    if (!self || !nick) {
+        bounce(mt, st, "cancel", "not-acceptable", NULL);
+        return;
+    }
+    occupant_t *t = find_nick(r, nick);
+    xml_stanza_t *p = NULL;
+    if (t) {
+        p = occ_presence(r, t, self, NULL, NULL);
+    } else {
+        const char *holder = nick_holder(r, nick);
+        if (!holder) {
+            bounce(mt, st, "cancel", "item-not-found", NULL);
+            return;
+        }
+        p = xml_stanza_new("presence", NS_CLIENT);
+        xml_node_t *root = xml_stanza_root(p);
+        char *from = occ_jid(r, nick);
+        xml_node_set_attr(root, "from", from);
+        free(from);
+        xml_node_set_attr(root, "type", "unavailable");
+        xml_node_t *item = xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "item",
+                                              NS_MUC_USER);
+        xml_node_set_attr(item, "nick", nick);
+        xml_node_set_attr(item, "affiliation", aff_names[get_aff(r, holder) + 1]);
+        xml_node_set_attr(item, "role", "none");
+        if (sees_jids(r, self))
+            xml_node_set_attr(item, "jid", holder);
+    }
+    route_to(mt, p, full);
+    xml_stanza_unref(p);
+}
+
 static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full,
                         const char *bare)
 {
@@ -1029,8 +1066,12 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
     const char *type = xml_node_attr(root, "type");
     const char *nick = ev->to->resource;
     occupant_t *o = r ? find_full(r, full) : NULL;
+    if (type && strcmp(type, "probe") == 0) {
+        on_probe(mt, r, ev->stanza, o, full, nick);
+        return;
+    }
     if (type && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
-        return; /* subscriptions and probes mean nothing to a room */
+        return; /* subscriptions mean nothing to a room */
     if (type) {
         if (o)
             leave(mt, r, o, ev->stanza, full);
@@ -1413,6 +1454,7 @@ static bool apply_form(room_t *r, xml_node_t *x)
         {"muc#roomconfig_allowinvites", &c.allowinvites},
         {"muc#roomconfig_allowpm", &c.allowpm},
     };
+    bool secret_given = false, protect_given = false;
     for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
          f = xml_node_next(f, "field", NS_DATA)) {
         const char *var = xml_node_attr(f, "var");
@@ -1421,6 +1463,8 @@ static bool apply_form(room_t *r, xml_node_t *x)
         if (!var)
             continue;
         bool known = false;
+        if (strcmp(var, "muc#roomconfig_passwordprotectedroom") == 0)
+            protect_given = true;
         for (size_t i = 0; i < TERN_ARRAY_LEN(bools); i++) {
             if (strcmp(var, bools[i].var) == 0) {
                 if (!str_bool_ok(v))
@@ -1437,6 +1481,7 @@ static bool apply_form(room_t *r, xml_node_t *x)
             set_str(&c.desc, v);
         } else if (strcmp(var, "muc#roomconfig_roomsecret") == 0) {
             set_str(&c.secret, v);
+            secret_given = true;
         } else if (strcmp(var, "muc#roomconfig_whois") == 0) {
             if (strcmp(v, "anyone") == 0)
                 c.whois_anyone = true;
@@ -1452,6 +1497,10 @@ static bool apply_form(room_t *r, xml_node_t *x)
             c.maxusers = (unsigned)n;
         }
     }
+    /* Many clients only fill in the password: setting or clearing it is
+     * what protects the room, unless the form says otherwise. */
+    if (secret_given && !protect_given)
+        c.passwordprotected = c.secret != NULL;
     if (c.passwordprotected && !c.secret)
         goto bad;
     cfg_free(&r->cfg);
