@@ -82,6 +82,10 @@ def loadgen_timeout(opts):
     setup = opts.users / 50
     if opts.scenario == "presence":
         setup += opts.users * (opts.roster_size or 100) / 500  # subscriptions
+    if opts.scenario == "muc" and opts.room_size:
+        # every join is answered with every occupant's presence: about N^2
+        # presences per room of N, and Prosody handles a few thousand a second
+        setup += (opts.rooms or 1) * opts.room_size ** 2 / 2500
     return setup + (opts.hold or 10) + (opts.duration or 10) + 120
 
 

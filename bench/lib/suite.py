@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from . import accounts, harness, procs, report, runner
+from . import accounts, harness, mucfan, procs, report, runner
 
 # (name, scenario, options, extra targets). Sizes keep the whole suite
 # under ~25 minutes on 2 cores while staying well above start-up noise.
@@ -15,7 +15,9 @@ FULL = [
     ("idle-plain", "idle", dict(users=5000, tls=False, hold=15, settle=8)),
     ("login-tls", "login", dict(users=1000, tls=True, duration=15, concurrency=50)),
     ("chat-tls", "chat", dict(users=1000, tls=True, rate=2000, duration=20)),
-    ("muc-tls", "muc", dict(users=500, rooms=5, room_size=100, tls=True, rate=1000, duration=10)),
+    # MUC fan-out (bench/run mucfan): one room of 10, 100 and 1000
+    # occupants, the same deliveries/s offered at each size.
+    ("mucfan", "mucfan", dict(sizes=(10, 100, 1000), deliveries=mucfan.DEFAULT_DELIVERIES, duration=5)),
     ("presence-tls", "presence", dict(users=200, roster_size=100, tls=True, duration=10)),
 ]
 QUICK = [
@@ -23,7 +25,7 @@ QUICK = [
     ("idle-plain", "idle", dict(users=500, tls=False, hold=6, settle=4)),
     ("login-tls", "login", dict(users=200, tls=True, duration=5, concurrency=20)),
     ("chat-tls", "chat", dict(users=200, tls=True, rate=1000, duration=5)),
-    ("muc-tls", "muc", dict(users=100, rooms=10, room_size=10, tls=True, rate=200, duration=5)),
+    ("mucfan", "mucfan", dict(sizes=(10, 100), deliveries=mucfan.DEFAULT_DELIVERIES, duration=3)),
     ("presence-tls", "presence", dict(users=40, roster_size=20, tls=True, duration=5)),
 ]
 # The scenario that also runs Tern on both cores (issue 3: messages/s with
@@ -37,7 +39,9 @@ SUMMARY = [
     ("login-tls", "logins"), ("login-tls", "cpu_login"),
     ("chat-tls", "delivered"), ("chat-tls", "cpu_msg"), ("chat-tls", "p50"), ("chat-tls", "p99"),
     ("chat-tls", "p999"),
-    ("muc-tls", "delivered"), ("muc-tls", "cpu_msg"),
+    ("mucfan-10", "delivered"), ("mucfan-10", "cpu_msg"),
+    ("mucfan-100", "delivered"), ("mucfan-100", "cpu_msg"),
+    ("mucfan-1000", "delivered"), ("mucfan-1000", "cpu_msg"), ("mucfan-1000", "join_s"),
     ("presence-tls", "presence_rate"), ("presence-tls", "cpu_login"),
 ]
 # (scenario, users, rate, duration) of the Tsung cross-check against Tern.
@@ -50,6 +54,14 @@ def run(repo, workroot, out_dir, server_names, quick=False, log=print):
     runs = {}
     order = []  # column labels in first-seen order
     for name, scenario, kw in (QUICK if quick else FULL):
+        if scenario == "mucfan":
+            by_size, _ = mucfan.run(repo, workroot, out_dir, server_names, log=log, **kw)
+            for size, results in by_size.items():
+                runs[f"mucfan-{size}"] = {r["label"]: r for r in results}
+                order += [r["label"] for r in results if r["label"] not in order]
+            order.sort(key=lambda label: not label.startswith("tern"))
+            log("")
+            continue
         targets = [harness.Target(s) for s in server_names]
         if name == TWO_CORE_RUN and "tern" in server_names:
             targets.insert(server_names.index("tern") + 1, harness.Target("tern", two_cores=True))

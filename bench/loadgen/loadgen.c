@@ -154,6 +154,7 @@ struct worker {
     _Atomic int done_phase; /* last phase whose work this worker finished, -1 none */
     _Atomic uint64_t pub_sent, pub_delivered, pub_errors, pub_expected;
     _Atomic int pub_online;
+    _Atomic uint64_t pub_joins; /* muc: joins answered (ok or error) */
 };
 
 /* State shared by all threads.  Written before the workers start, except the
@@ -1424,6 +1425,7 @@ static void publish(struct worker *w)
     atomic_store_explicit(&w->pub_errors, w->st.msg_errors, memory_order_relaxed);
     atomic_store_explicit(&w->pub_expected, w->st.expected, memory_order_relaxed);
     atomic_store_explicit(&w->pub_online, w->online, memory_order_relaxed);
+    atomic_store_explicit(&w->pub_joins, w->st.joins_ok + w->st.join_errors, memory_order_relaxed);
 }
 
 static void on_wake(uv_async_t *h)
@@ -1556,7 +1558,7 @@ static bool wait_all(enum phase ph, double limit_s)
 }
 
 struct totals {
-    uint64_t sent, delivered, errors, expected;
+    uint64_t sent, delivered, errors, expected, joins;
     int online;
 };
 
@@ -1569,6 +1571,7 @@ static struct totals sum_published(void)
         t.errors += atomic_load(&G.w[i].pub_errors);
         t.expected += atomic_load(&G.w[i].pub_expected);
         t.online += atomic_load(&G.w[i].pub_online);
+        t.joins += atomic_load(&G.w[i].pub_joins);
     }
     return t;
 }
@@ -1672,8 +1675,19 @@ static void coordinate(struct run_info *ri)
         set_phase(PH_JOIN);
         /* each join is answered with the presence of every occupant, so
          * large rooms take a while: allow the per-join timeout per window */
-        if (!wait_all(PH_JOIN, o->timeout * ((double)o->users / o->concurrency + 2)))
-            ri->stalled = "joins";
+        {
+            /* large rooms take long (each join is answered with every
+             * occupant's presence): say how far the joins got every 10 s */
+            double limit = o->timeout * ((double)o->users / o->concurrency + 2), waited = 0;
+            bool done;
+            while (!(done = wait_all(PH_JOIN, 10)) && (waited += 10) < limit &&
+                   !atomic_load(&G.unsupported))
+                fprintf(stderr, "loadgen: %" PRIu64 " of %d joins answered after %.0f s\n",
+                        sum_published().joins, o->users,
+                        (double)(now_ns() - ri->t_join_begin) / 1e9);
+            if (!done && !atomic_load(&G.unsupported))
+                ri->stalled = "joins";
+        }
         ri->t_join_end = now_ns();
         if (atomic_load(&G.unsupported))
             break;
