@@ -533,7 +533,7 @@ void c2s_send_stanza(tern_session_t *s, const xml_stanza_t *st)
         return;
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    if (xml_node_serialize(xml_stanza_root(st), NS_CLIENT, &buf, &len, &cap) != 0) {
+    if (xml_stanza_serialize(st, NS_CLIENT, &buf, &len, &cap) != 0) {
         free(buf);
         return;
     }

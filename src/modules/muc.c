@@ -736,8 +736,8 @@ static void add_actor(const room_t *r, xml_stanza_t *p, const occupant_t *o,
     if (!actor)
         return;
     xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
-    xml_node_t *an = xml_node_add_child(xml_node_child(x, "item", NS_MUC_USER), "actor",
-                                        NS_MUC_USER);
+    xml_node_t *an =
+        xml_node_add_child(xml_node_child(x, "item", NS_MUC_USER), "actor", NS_MUC_USER);
     xml_node_set_attr(an, "nick", actor->nick);
     if (sees_jids(r, viewer) && actor != o)
         xml_node_set_attr(an, "jid", actor->fulls[0]);
@@ -776,8 +776,8 @@ static void eject(muc_t *mt, room_t *r, occupant_t *o, const char *code, const c
         xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
         add_actor(r, p, o, actor, v);
         if (reason && *reason)
-            xml_node_add_child_text(xml_node_child(x, "item", NS_MUC_USER), "reason",
-                                    NS_MUC_USER, reason);
+            xml_node_add_child_text(xml_node_child(x, "item", NS_MUC_USER), "reason", NS_MUC_USER,
+                                    reason);
         if (code)
             add_status(p, code);
         if (v == o)
@@ -1047,8 +1047,8 @@ static void on_probe(muc_t *mt, room_t *r, xml_stanza_t *st, occupant_t *self, c
         xml_node_set_attr(root, "from", from);
         free(from);
         xml_node_set_attr(root, "type", "unavailable");
-        xml_node_t *item = xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "item",
-                                              NS_MUC_USER);
+        xml_node_t *item =
+            xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "item", NS_MUC_USER);
         xml_node_set_attr(item, "nick", nick);
         xml_node_set_attr(item, "affiliation", aff_names[get_aff(r, holder) + 1]);
         xml_node_set_attr(item, "role", "none");
@@ -1130,17 +1130,21 @@ static void add_history(room_t *r, xml_stanza_t *m)
     hist_t *h = &r->hist[(r->hist_start + r->hist_len) % MUC_HISTORY];
     h->st = xml_stanza_ref(m);
     h->when = time(NULL);
-    size_t len = 0;
-    char *s = xml_node_to_string(xml_stanza_root(m), NS_CLIENT, &len);
-    free(s);
-    h->chars = len;
+    h->chars = xml_stanza_wire_len(m, NS_CLIENT);
     r->hist_len++;
 }
 
+/* The hot path: m (no 'to') goes to every session in the room, written
+ * out once and shared by all copies (xml_stanza_copy_to). */
 static void broadcast_message(muc_t *mt, room_t *r, xml_stanza_t *m)
 {
-    for (occupant_t *v = r->occupants; v; v = v->next)
-        send_occ(mt, v, m);
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        for (size_t i = 0; i < v->nfull; i++) {
+            xml_stanza_t *c = xml_stanza_copy_to(m, v->fulls[i], NS_CLIENT);
+            tern_route(mt->srv, c);
+            xml_stanza_unref(c);
+        }
+    }
 }
 
 static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o)

@@ -43,8 +43,8 @@
 #define NS_DISCO_INFO  "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 /* XEP-0045 multi-user chat. */
-#define NS_MUC      "http://jabber.org/protocol/muc"
-#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define NS_MUC          "http://jabber.org/protocol/muc"
+#define NS_MUC_USER     "http://jabber.org/protocol/muc#user"
 #define NS_X_CONFERENCE "jabber:x:conference"
 /* XEP-0049 private XML storage. */
 #define NS_PRIVATE "jabber:iq:private"

@@ -45,7 +45,36 @@ struct xml_stanza {
     arena_block_t *cur; /* block being filled; older ones follow ->next */
     size_t next_size;
     size_t mem;
+    /* This stanza written out without its root's 'to', shared with the
+     * fan-out copies made from it; dropped by any change to the tree. */
+    struct xml_wire *wire;
 };
+
+/* Immutable once built; shared across threads by reference count. */
+struct xml_wire {
+    atomic_uint refs;
+    char *ns;        /* the parent namespace it was written for */
+    size_t name_end; /* where ' to=...' goes: right after "<name" */
+    size_t len;
+    char data[];
+};
+
+static void wire_unref(struct xml_wire *w)
+{
+    if (w && atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1) {
+        free(w->ns);
+        free(w);
+    }
+}
+
+/* Every change to a stanza's tree comes through here first. */
+static inline void stanza_touch(xml_stanza_t *st)
+{
+    if (st && st->wire) {
+        wire_unref(st->wire);
+        st->wire = NULL;
+    }
+}
 
 #define ALIGN_UP(n, a) (((n) + ((a)-1)) & ~((size_t)(a)-1))
 #define STANZA_HDR     ALIGN_UP(sizeof(struct xml_stanza), alignof(max_align_t))
@@ -62,6 +91,7 @@ static xml_stanza_t *stanza_create(size_t first)
     xml_stanza_t *st = tern_xmalloc(STANZA_HDR + sizeof(arena_block_t) + first);
     atomic_init(&st->refs, 1);
     st->root = NULL;
+    st->wire = NULL;
     arena_block_t *b = first_block(st);
     b->next = NULL;
     b->size = first;
@@ -186,6 +216,7 @@ void xml_stanza_unref(xml_stanza_t *st)
         return;
     if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
         return;
+    wire_unref(st->wire);
     arena_block_t *first = first_block(st);
     arena_block_t *b = st->cur;
     while (b) {
@@ -212,6 +243,7 @@ xml_node_t *xml_node_add_child(xml_node_t *parent, const char *name, const char 
     if (!parent || parent->type != XML_NODE_ELEMENT)
         return NULL;
     xml_stanza_t *st = parent->owner;
+    stanza_touch(st);
     xml_node_t *n = node_new(st, XML_NODE_ELEMENT);
     n->name = arena_strdup(st, name);
     n->ns = ns_store(st, parent, ns);
@@ -224,6 +256,7 @@ xml_node_t *xml_node_add_text(xml_node_t *parent, const char *text, size_t len)
     if (!parent || parent->type != XML_NODE_ELEMENT)
         return NULL;
     xml_stanza_t *st = parent->owner;
+    stanza_touch(st);
     xml_node_t *n = node_new(st, XML_NODE_TEXT);
     n->text = arena_strndup(st, text, len);
     n->text_len = len;
@@ -244,6 +277,7 @@ void xml_node_set_attr(xml_node_t *node, const char *name, const char *value)
 {
     if (!node || node->type != XML_NODE_ELEMENT)
         return;
+    stanza_touch(node->owner);
     xml_attr_t **link = &node->attrs;
     for (xml_attr_t *a = node->attrs; a; link = &a->next, a = a->next) {
         if (strcmp(a->name, name) != 0)
@@ -265,6 +299,7 @@ void xml_node_set_attr(xml_node_t *node, const char *name, const char *value)
 
 void xml_node_push_attr(xml_node_t *node, const char *name, const char *value)
 {
+    stanza_touch(node->owner);
     xml_attr_t *a = arena_alloc(node->owner, sizeof(*a), alignof(xml_attr_t));
     a->name = arena_strdup(node->owner, name);
     a->value = arena_strdup(node->owner, value);
@@ -277,6 +312,7 @@ void xml_node_detach(xml_node_t *node)
     xml_node_t *parent = node ? node->parent : NULL;
     if (!parent)
         return;
+    stanza_touch(node->owner);
     xml_node_t *prev = NULL;
     for (xml_node_t *c = parent->children; c && c != node; c = c->next)
         prev = c;
@@ -369,6 +405,7 @@ xml_node_t *xml_node_append_copy(xml_node_t *parent, const xml_node_t *src)
 {
     if (!parent || !src || parent->type != XML_NODE_ELEMENT)
         return NULL;
+    stanza_touch(parent->owner);
     xml_node_t *top = copy_one(parent, src);
     if (src->type == XML_NODE_ELEMENT)
         copy_children(top, src, top);
@@ -725,4 +762,71 @@ char *xml_node_to_string(const xml_node_t *node, const char *parent_ns, size_t *
     if (len_out)
         *len_out = b.len - 1;
     return b.p;
+}
+
+/* ---- fan-out ---- */
+
+static struct xml_wire *wire_of(xml_stanza_t *st, const char *parent_ns)
+{
+    if (st->wire && strcmp(st->wire->ns, parent_ns) == 0)
+        return st->wire;
+    const xml_node_t *root = st->root;
+    if (xml_node_attr(root, "to"))
+        return NULL; /* the form without 'to' is only kept for templates */
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (xml_node_serialize(root, parent_ns, &buf, &len, &cap) != 0) {
+        free(buf);
+        return NULL;
+    }
+    struct xml_wire *w = tern_xmalloc(sizeof(*w) + len);
+    atomic_init(&w->refs, 1);
+    w->ns = tern_xstrdup(parent_ns);
+    w->name_end = 1 + strlen(root->name);
+    w->len = len;
+    memcpy(w->data, buf, len);
+    free(buf);
+    wire_unref(st->wire);
+    st->wire = w;
+    return w;
+}
+
+xml_stanza_t *xml_stanza_copy_to(xml_stanza_t *tmpl, const char *to, const char *parent_ns)
+{
+    xml_stanza_t *c = xml_stanza_copy(tmpl);
+    xml_node_set_attr(c->root, "to", to);
+    struct xml_wire *w = wire_of(tmpl, parent_ns);
+    if (w) {
+        atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
+        c->wire = w;
+    }
+    return c;
+}
+
+size_t xml_stanza_wire_len(xml_stanza_t *st, const char *parent_ns)
+{
+    struct xml_wire *w = wire_of(st, parent_ns);
+    if (w)
+        return w->len;
+    size_t len = 0;
+    free(xml_node_to_string(st->root, parent_ns, &len));
+    return len;
+}
+
+int xml_stanza_serialize(const xml_stanza_t *st, const char *parent_ns, char **buf, size_t *len,
+                         size_t *cap)
+{
+    const struct xml_wire *w = st->wire;
+    if (!w || strcmp(w->ns, parent_ns) != 0)
+        return xml_node_serialize(st->root, parent_ns, buf, len, cap);
+    sbuf_t b = {*buf, *len, *cap, 0};
+    sb_put(&b, w->data, w->name_end);
+    const char *to = xml_node_attr(st->root, "to");
+    if (to)
+        sb_attr(&b, NULL, 0, "to", to);
+    sb_put(&b, w->data + w->name_end, w->len - w->name_end);
+    *buf = b.p;
+    *len = b.len;
+    *cap = b.cap;
+    return b.err;
 }

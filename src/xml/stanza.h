@@ -109,6 +109,21 @@ int xml_node_serialize(const xml_node_t *node, const char *parent_ns, char **buf
 /* Convenience: returns a malloc'd NUL-terminated string (caller frees). */
 char *xml_node_to_string(const xml_node_t *node, const char *parent_ns, size_t *len_out);
 
+/* Fan-out: one stanza to many recipients that differ only in 'to'.
+ *
+ * xml_stanza_copy_to returns a copy of tmpl addressed to `to` (the caller
+ * owns it). tmpl, which must have no 'to' of its own, is written out once
+ * for parent_ns and that text is kept on tmpl and shared by every copy, so
+ * xml_stanza_serialize of a copy is a splice of 'to' into shared text
+ * instead of a walk of the tree. Changing a copy or tmpl drops the shared
+ * text for that stanza, which is then written from its tree again. */
+xml_stanza_t *xml_stanza_copy_to(xml_stanza_t *tmpl, const char *to, const char *parent_ns);
+/* Length of tmpl written out without 'to' (building the shared text). */
+size_t xml_stanza_wire_len(xml_stanza_t *tmpl, const char *parent_ns);
+/* xml_node_serialize of st's root, from the shared text when it has one. */
+int xml_stanza_serialize(const xml_stanza_t *st, const char *parent_ns, char **buf, size_t *len,
+                         size_t *cap);
+
 /* Escape text for XML into the growable buffer (same contract as above).
  * Safe for attribute values in either quote style and for text. */
 int xml_escape_append(const char *s, size_t n, char **buf, size_t *len, size_t *cap);

@@ -1454,6 +1454,96 @@ static void test_no_callbacks(void **state)
 
 /* Stored XML comes back as one element, namespaces intact; anything but
  * exactly one well-formed element is refused. */
+/* Serialises st the slow way (tree walk) for comparison. */
+static char *tree_text(const xml_stanza_t *st, const char *ns)
+{
+    return xml_node_to_string(xml_stanza_root(st), ns, NULL);
+}
+
+static char *fast_text(const xml_stanza_t *st, const char *ns)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    assert_int_equal(xml_stanza_serialize(st, ns, &buf, &len, &cap), 0);
+    buf = realloc(buf, len + 1);
+    buf[len] = '\0';
+    return buf;
+}
+
+static void test_fanout_copies(void **state)
+{
+    (void)state;
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", "room@conf.example/nick");
+    xml_node_set_attr(root, "type", "groupchat");
+    xml_node_add_child_text(root, "body", NS_CLIENT, "a < b & 'c'");
+    xml_node_set_attr(xml_node_add_child(root, "stanza-id", NS_STANZA_ID), "id", "x1");
+    char *whole = tree_text(m, NS_CLIENT);
+    assert_int_equal(xml_stanza_wire_len(m, NS_CLIENT), strlen(whole));
+    free(whole);
+
+    const char *tos[] = {"a@example/r", "b'q@example/<&>", "c@example"};
+    const char *esc[] = {"a@example/r", "b&apos;q@example/&lt;&amp;&gt;", "c@example"};
+    char *tmpl_text = tree_text(m, NS_CLIENT);
+    for (size_t i = 0; i < 3; i++) {
+        xml_stanza_t *c = xml_stanza_copy_to(m, tos[i], NS_CLIENT);
+        /* the template's text with 'to' spliced in after the name */
+        char expect[512];
+        snprintf(expect, sizeof(expect), "<message to='%s'%s", esc[i], tmpl_text + 8);
+        char *fast = fast_text(c, NS_CLIENT);
+        assert_string_equal(fast, expect);
+        /* a hook that changes a copy gets its change written */
+        xml_node_add_child(xml_stanza_root(c), "delay", NS_DELAY);
+        char *changed = fast_text(c, NS_CLIENT);
+        assert_non_null(strstr(changed, "<delay xmlns='urn:xmpp:delay'/>"));
+        char *changed_slow = tree_text(c, NS_CLIENT);
+        assert_string_equal(changed, changed_slow);
+        free(changed_slow);
+        /* another parent namespace is written from the tree */
+        xml_stanza_t *c2 = xml_stanza_copy_to(m, tos[i], NS_CLIENT);
+        char *server = fast_text(c2, "jabber:server");
+        assert_non_null(strstr(server, "xmlns='jabber:client'"));
+        free(fast);
+        free(changed);
+        free(server);
+        xml_stanza_unref(c);
+        xml_stanza_unref(c2);
+    }
+    free(tmpl_text);
+    /* changing the template after copies were made leaves them intact
+     * and gives later copies the change */
+    xml_stanza_t *before = xml_stanza_copy_to(m, "d@example", NS_CLIENT);
+    xml_node_set_attr(root, "id", "new-id");
+    xml_stanza_t *after = xml_stanza_copy_to(m, "d@example", NS_CLIENT);
+    char *tb = fast_text(before, NS_CLIENT), *ta = fast_text(after, NS_CLIENT);
+    assert_null(strstr(tb, "new-id"));
+    assert_non_null(strstr(ta, "new-id"));
+    char *tmpl_now = tree_text(m, NS_CLIENT), expect_after[512];
+    snprintf(expect_after, sizeof(expect_after), "<message to='d@example'%s", tmpl_now + 8);
+    assert_string_equal(ta, expect_after);
+    free(tmpl_now);
+    free(tb);
+    free(ta);
+    /* the copies outlive the template */
+    xml_stanza_unref(m);
+    char *late = fast_text(after, NS_CLIENT);
+    assert_non_null(strstr(late, "to='d@example'"));
+    free(late);
+    xml_stanza_unref(before);
+    xml_stanza_unref(after);
+
+    /* a template with a 'to' of its own is copied without shared text */
+    xml_stanza_t *t = xml_stanza_new("message", NS_CLIENT);
+    xml_node_set_attr(xml_stanza_root(t), "to", "old@example");
+    xml_stanza_t *tc = xml_stanza_copy_to(t, "new@example", NS_CLIENT);
+    char *tt = fast_text(tc, NS_CLIENT);
+    assert_string_equal(tt, "<message to='new@example'/>");
+    free(tt);
+    xml_stanza_unref(tc);
+    xml_stanza_unref(t);
+}
+
 static void test_parse_element(void **state)
 {
     (void)state;
@@ -1504,6 +1594,7 @@ int main(void)
         cmocka_unit_test(test_stream_close),
         cmocka_unit_test(test_no_callbacks),
         cmocka_unit_test(test_parse_element),
+        cmocka_unit_test(test_fanout_copies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
