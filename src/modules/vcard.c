@@ -8,17 +8,20 @@
  * after the storage thread has written it: a client that saw the result
  * finds its vCard after a crash.
  *
- * XEP-0153 (vCard-based avatars), server side as XEP-0398 §4 and
- * Prosody's mod_vcard_legacy do it: every available presence a local
+ * XEP-0153 (vCard-based avatars), server side as XEP-0398 describes and
+ * Prosody's mod_vcard_legacy does it: every available presence a local
  * client sends (broadcast or directed, rooms included) that has no
  * <x xmlns='vcard-temp:x:update'/> of its own gets one, with the SHA-1 (hex)
  * of the decoded PHOTO/BINVAL of the sender's vCard, or an empty <photo/>
  * when there is none. A client's own element is left as it is (an empty
- * <x/> means "not ready", §4.2). The hash is kept per account on the worker
+ * <x/> means "not ready" in XEP-0153's business rules). The hash is kept per account on the worker
  * that owns it (where its sessions, its OUTBOUND hooks and its own vCard
  * iqs run, so no lock): read once when a session binds, replaced when the
  * user sets a vCard, dropped when its last session closes. Until the read
- * is back, presence goes out without the element, which §4.2 allows.
+ * is back, presence goes out without the element, which XEP-0153 allows
+ * (a server that cannot tell includes nothing). A set does not resend
+ * presence with the new hash (Prosody does not either): clients that set
+ * a photo send presence next, and that one carries it.
  */
 #include <limits.h>
 #include <stdbool.h>
@@ -365,8 +368,8 @@ static tern_handled_t on_outbound(void *st, tern_stanza_ev_t *ev)
      * errors. */
     if (xml_node_attr(root, "type"))
         return TERN_PASS;
-    /* §4.2: the client's own element (a hash, or an empty <x/> for "not
-     * ready") is what it means to say. */
+    /* The client's own element (a hash, or an empty <x/> for "not ready")
+     * is what it means to say. */
     if (xml_node_child(root, "x", NS_VCARD_UPDATE))
         return TERN_PASS;
     avatar_t *a = hashmap_get(&v->accts, ev->from->local);
