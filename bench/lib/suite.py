@@ -15,9 +15,11 @@ FULL = [
     ("idle-plain", "idle", dict(users=5000, tls=False, hold=15, settle=8)),
     ("login-tls", "login", dict(users=1000, tls=True, duration=15, concurrency=50)),
     ("chat-tls", "chat", dict(users=1000, tls=True, rate=2000, duration=20)),
-    # MUC fan-out (bench/run mucfan): one room of 10, 100 and 1000
-    # occupants, the same deliveries/s offered at each size.
-    ("mucfan", "mucfan", dict(sizes=(10, 100, 1000), deliveries=mucfan.DEFAULT_DELIVERIES, duration=5)),
+    # MUC fan-out (bench/run mucfan): one room of 10 and of 100 occupants,
+    # the same deliveries/s offered at each size. The 1000-occupant room is
+    # left to `bench/run mucfan`: filling it (N^2 presences) costs Prosody
+    # about 3 minutes and ejabberd over 1, which the suite's budget lacks.
+    ("mucfan", "mucfan", dict(sizes=(10, 100), deliveries=mucfan.DEFAULT_DELIVERIES, duration=6)),
     ("presence-tls", "presence", dict(users=200, roster_size=100, tls=True, duration=10)),
 ]
 QUICK = [
@@ -41,7 +43,7 @@ SUMMARY = [
     ("chat-tls", "p999"),
     ("mucfan-10", "delivered"), ("mucfan-10", "cpu_msg"),
     ("mucfan-100", "delivered"), ("mucfan-100", "cpu_msg"),
-    ("mucfan-1000", "delivered"), ("mucfan-1000", "cpu_msg"), ("mucfan-1000", "join_s"),
+    ("mucfan-1000", "delivered"), ("mucfan-1000", "cpu_msg"),
     ("presence-tls", "presence_rate"), ("presence-tls", "cpu_login"),
 ]
 # (scenario, users, rate, duration) of the Tsung cross-check against Tern.

@@ -73,7 +73,7 @@ struct stats {
     uint64_t joins_ok, join_errors, rooms_made; /* muc */
     uint64_t expected;                          /* muc: deliveries owed for messages sent */
     uint64_t misrouted; /* muc: a groupchat of ours from a room that is not the receiver's */
-    uint64_t rosters_done, roster_errors;       /* presence setup */
+    uint64_t rosters_done, roster_errors; /* presence setup */
     uint64_t roster_sets, subscribes, subscribed;
     uint64_t pres_online, pres_churners; /* presence run */
 };
@@ -175,11 +175,13 @@ struct shared {
      * the copies received, so losses and duplicates show per message rather
      * than cancelling out in the totals. */
     _Atomic uint64_t msg_seq;
+    char **room_jid; /* per room: bench<r>@<muc domain> */
+    size_t *room_len;
     uint32_t *msg_exp;
     _Atomic uint32_t *msg_got;
     uint64_t msg_cap;
-    char **full_jid;               /* per user: user@domain/resource<user> */
-    char **bare_jid;               /* per user: user@domain */
+    char **full_jid; /* per user: user@domain/resource<user> */
+    char **bare_jid; /* per user: user@domain */
     size_t *full_len;
     const char *fmt_prefix, *fmt_suffix; /* user_fmt around %d */
     size_t fmt_prefix_len;
@@ -488,7 +490,7 @@ static void handle_features(struct conn *c)
     }
 }
 
-static const char *own_occupant_jid(const struct conn *c);
+static int room_of(int user);
 
 /* A message body "lg <send ns> <seq>": count the delivery and its latency. */
 static void handle_message(struct conn *c)
@@ -511,9 +513,9 @@ static void handle_message(struct conn *c)
     }
     if (G.o.scenario == SC_MUC) {
         /* from bench<r>@<muc domain>/<nick>, r being the receiver's room */
-        const char *own = own_occupant_jid(c);
-        size_t room_len = strcspn(own, "/");
-        if (strncmp(c->sfrom, own, room_len) != 0 || c->sfrom[room_len] != '/') {
+        int r = room_of(c->user);
+        size_t room_len = G.room_len[r];
+        if (strncmp(c->sfrom, G.room_jid[r], room_len) != 0 || c->sfrom[room_len] != '/') {
             w->st.misrouted++;
             return;
         }
@@ -1914,9 +1916,9 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
         if (json) {
             fprintf(f,
                     ",\n  \"join_s\": %.3f,\n  \"delivery_check\": {\"messages\": %" PRIu64
-                    ", \"checked\": %" PRIu64 ", \"complete\": %" PRIu64
-                    ", \"short\": %" PRIu64 ", \"over\": %" PRIu64 ", \"lost\": %" PRIu64
-                    ", \"duplicates\": %" PRIu64 ", \"misrouted\": %" PRIu64 "}",
+                    ", \"checked\": %" PRIu64 ", \"complete\": %" PRIu64 ", \"short\": %" PRIu64
+                    ", \"over\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"duplicates\": %" PRIu64
+                    ", \"misrouted\": %" PRIu64 "}",
                     join_s, nmsg, checked, complete, short_msgs, over_msgs, lost, dups,
                     s->misrouted);
             fprintf(f,
@@ -2430,8 +2432,18 @@ int main(int argc, char **argv)
         G.msg_cap = n < 5e7 ? (uint64_t)n : 50000000;
         G.msg_exp = calloc(G.msg_cap, sizeof *G.msg_exp);
         G.msg_got = calloc(G.msg_cap, sizeof *G.msg_got);
-        if (!G.msg_exp || !G.msg_got)
+        G.room_jid = calloc((size_t)o->rooms, sizeof *G.room_jid);
+        G.room_len = calloc((size_t)o->rooms, sizeof *G.room_len);
+        if (!G.msg_exp || !G.msg_got || !G.room_jid || !G.room_len)
             return 1;
+        for (int r = 0; r < o->rooms; r++) {
+            char jid[320];
+            int n = snprintf(jid, sizeof jid, "bench%d@%s", r, o->muc_domain);
+            G.room_jid[r] = strdup(jid);
+            if (!G.room_jid[r])
+                return 1;
+            G.room_len[r] = (size_t)n;
+        }
     }
     G.nthreads = o->threads;
     G.w = calloc((size_t)G.nthreads, sizeof *G.w);
@@ -2499,5 +2511,9 @@ int main(int argc, char **argv)
     free((void *)G.room_occupants);
     free(G.msg_exp);
     free((void *)G.msg_got);
+    for (int r = 0; G.room_jid && r < o->rooms; r++)
+        free(G.room_jid[r]);
+    free(G.room_jid);
+    free(G.room_len);
     return rc;
 }
