@@ -22,6 +22,7 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "mam.h"
 #include "tern/module.h"
 
 #define NS_MUC_OWNER   "http://jabber.org/protocol/muc#owner"
@@ -400,6 +401,8 @@ static void dir_update(muc_t *mt, const room_t *r, bool gone)
 static void destroy_room(muc_t *mt, room_t *r)
 {
     dir_update(mt, r, true);
+    /* the room is gone for good: a new room of that name starts empty */
+    mam_room_delete(mt->host, mt->domain, r->local);
     for (room_t **pp = &mt->rooms; *pp; pp = &(*pp)->next) {
         if (*pp == r) {
             *pp = r->next;
@@ -597,6 +600,35 @@ static void load_room(muc_t *mt, const char *local, const char *data, size_t len
 
 static void dispatch(muc_t *mt, tern_stanza_ev_t *ev);
 
+typedef struct {
+    muc_t *mt;
+    char *local;
+    pending_t *p;
+} history_job_t;
+
+static void run_queue(muc_t *mt, pending_t *p);
+static void add_history(room_t *r, xml_stanza_t *m);
+
+static void history_loaded(void *ud, xml_stanza_t *const *msgs, const time_t *whens, size_t n)
+{
+    history_job_t *h = ud;
+    muc_t *mt = h->mt;
+    room_t *r = find_room(mt, h->local);
+    for (size_t i = 0; r && i < n; i++) {
+        add_history(r, msgs[i]);
+        r->hist[(r->hist_start + r->hist_len - 1) % MUC_HISTORY].when = whens[i];
+    }
+    for (pending_t **pp = &mt->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == h->p) {
+            *pp = h->p->next;
+            break;
+        }
+    }
+    run_queue(mt, h->p);
+    free(h->local);
+    free(h);
+}
+
 static void room_looked_up(void *arg, int result)
 {
     store_job_t *j = arg;
@@ -609,13 +641,38 @@ static void room_looked_up(void *arg, int result)
             break;
         }
     }
-    if (result == 0 && j->data && !find_room(mt, j->local))
+    bool loaded = false;
+    if (result == 0 && j->data && !find_room(mt, j->local)) {
         load_room(mt, j->local, j->data, j->len);
-    else if (result != 0 && result != TERN_ENOENT)
+        loaded = find_room(mt, j->local) != NULL;
+    } else if (result != 0 && result != TERN_ENOENT) {
         log_warn("muc", "looking up room %s@%s failed (%d)", j->local, mt->domain, result);
+    }
+    if (loaded && p) {
+        /* The stanzas wait on until the room's history is back from the
+         * archive, so the first joiner after a restart gets it. */
+        history_job_t *h = tern_xcalloc(1, sizeof(*h));
+        h->mt = mt;
+        h->local = tern_xstrdup(j->local);
+        h->p = p;
+        p->next = mt->pending;
+        mt->pending = p;
+        if (mam_room_recent(mt->host, mt->domain, j->local, MUC_HISTORY, history_loaded, h) ==
+            0) {
+            store_job_free(j);
+            return;
+        }
+        mt->pending = p->next;
+        free(h->local);
+        free(h);
+    }
     store_job_free(j);
-    if (!p)
-        return;
+    if (p)
+        run_queue(mt, p);
+}
+
+static void run_queue(muc_t *mt, pending_t *p)
+{
     while (p->head) {
         queued_t *q = p->head;
         p->head = q->next;
@@ -628,6 +685,14 @@ static void room_looked_up(void *arg, int result)
     }
     free(p->local);
     free(p);
+}
+
+static bool is_pending(const muc_t *mt, const char *local)
+{
+    for (const pending_t *p = mt->pending; p; p = p->next)
+        if (strcmp(p->local, local) == 0)
+            return true;
+    return false;
 }
 
 /* Holds ev until storage said whether its room exists. */
@@ -1187,8 +1252,18 @@ static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t 
     char oid[64];
     occupant_id(mt, r, o->bare, oid);
     xml_node_set_attr(xml_node_add_child(mr, "occupant-id", NS_OCCUPANT_ID), "id", oid);
-    if (body)
+    if (body) {
+        /* Archived before anyone sees it: a message that cannot be kept
+         * is refused rather than shown and then missing from the log. */
+        xml_node_t *sid = xml_node_child(mr, "stanza-id", NS_STANZA_ID);
+        if (mam_room_archive(mt->host, mt->domain, r->local, xml_node_attr(sid, "id"), m,
+                             o->bare) == TERN_EAGAIN) {
+            xml_stanza_unref(m);
+            bounce(mt, ev->stanza, "wait", "resource-constraint", NULL);
+            return;
+        }
         add_history(r, m);
+    }
     broadcast_message(mt, r, m);
     xml_stanza_unref(m);
 }
@@ -1346,7 +1421,7 @@ static void service_info(muc_t *mt, xml_stanza_t *res)
     TERN_UNUSED(mt);
 }
 
-static void room_info(room_t *r, xml_stanza_t *res)
+static void room_info(muc_t *mt, room_t *r, xml_stanza_t *res)
 {
     xml_node_t *q = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_INFO);
     xml_node_t *id = xml_node_add_child(q, "identity", NS_DISCO_INFO);
@@ -1358,6 +1433,7 @@ static void room_info(room_t *r, xml_stanza_t *res)
         NS_MUC,
         NS_STANZA_ID,
         NS_OCCUPANT_ID,
+        NS_MUC "#stable_id",
         r->cfg.public_ ? "muc_public" : "muc_hidden",
         r->cfg.membersonly ? "muc_membersonly" : "muc_open",
         r->cfg.moderated ? "muc_moderated" : "muc_unmoderated",
@@ -1367,6 +1443,11 @@ static void room_info(room_t *r, xml_stanza_t *res)
     };
     for (size_t i = 0; i < TERN_ARRAY_LEN(feats); i++)
         xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", feats[i]);
+    if (mam_room_available(mt->host)) {
+        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", NS_MAM);
+        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var",
+                          NS_MAM_EXTENDED);
+    }
     xml_node_t *x = xml_node_add_child(q, "x", NS_DATA);
     xml_node_set_attr(x, "type", "result");
     add_field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roominfo");
@@ -1958,7 +2039,7 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
             bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
             return;
         } else {
-            room_info(r, res);
+            room_info(mt, r, res);
         }
         send_result(mt, res);
     } else if (!is_set && xml_node_is(q, "query", NS_DISCO_ITEMS)) {
@@ -1969,6 +2050,13 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
         on_owner(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "query", NS_MUC_ADMIN)) {
         on_admin(mt, r, ev->stanza, q, is_set, full, bare);
+    } else if (xml_node_is(q, NULL, NS_MAM)) {
+        /* the log is for those who may be in the room */
+        aff_t aff = get_aff(r, bare);
+        if (aff == AFF_OUTCAST || (r->cfg.membersonly && aff < AFF_MEMBER))
+            bounce(mt, ev->stanza, "auth", "forbidden", NULL);
+        else
+            mam_room_iq(mt->host, mt->domain, r->local, ev->stanza);
     } else if (xml_node_is(q, "query", NS_REGISTER)) {
         on_register(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "ping", NS_PING)) {
@@ -2072,7 +2160,7 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
     muc_t *mt = state;
     if (!ev->from || !ev->from->local)
         return TERN_PASS; /* servers and components have no seat in a room */
-    if (ev->to->local && !find_room(mt, ev->to->local))
+    if (ev->to->local && (!find_room(mt, ev->to->local) || is_pending(mt, ev->to->local)))
         queue_for_lookup(mt, ev);
     else
         dispatch(mt, ev);

@@ -472,6 +472,9 @@ def test_persistent_room_survives_restart(tern):
     assert res.get("type") == "result", stanza_error(res)
     a.send("<message to='%s' type='groupchat'><subject>Still here</subject></message>" % room)
     a.expect_message(pred=lambda e: e.findtext(q(NS_CLIENT, "subject")) == "Still here")
+    for body in ("one", "two"):
+        a.send("<message to='%s' type='groupchat'><body>%s</body></message>" % (room, body))
+        a.expect_message(pred=lambda e, b=body: e.findtext(q(NS_CLIENT, "body")) == b)
     a.send_presence(to=room + "/owner", type_="unavailable")
     a.expect(is_pres(room + "/owner", "unavailable"), what="left")
     # a temporary room is gone once empty
@@ -492,12 +495,35 @@ def test_persistent_room_survives_restart(tern):
     send_join(b, room + "/bob")
     p = expect_self(b, room + "/bob")
     assert item(p).get("affiliation") == "member" and "201" not in statuses(p)
-    m = expect_subject(b, room)
+    # the history came back from the room's archive, before the subject
+    got = []
+    while True:
+        m = b.expect(lambda e: e.tag == q(NS_CLIENT, "message"), what="history or subject")
+        if m.find(q(NS_CLIENT, "subject")) is not None:
+            break
+        assert m.get("from") == room + "/owner"
+        assert m.find(q("urn:xmpp:delay", "delay")) is not None
+        got.append(m.findtext(q(NS_CLIENT, "body")))
+    assert got == ["one", "two"]
     assert m.findtext(q(NS_CLIENT, "subject")) == "Still here"
+    # and the archive answers queries on the room's address
+    b.send("<iq type='set' id='mam1' to='%s'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>"
+           % room)
+    res = b.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "mam1", what="fin")
+    assert res.get("type") == "result", stanza_error(res)
+    results = [e for e in b.pending if e.tag == q(NS_CLIENT, "message")
+               and e.find(q("urn:xmpp:mam:2", "result")) is not None]
+    bodies = [r.find(q("urn:xmpp:mam:2", "result")).find(q("urn:xmpp:forward:0", "forwarded"))
+              .find(q(NS_CLIENT, "message")).findtext(q(NS_CLIENT, "body")) for r in results]
+    assert bodies == ["one", "two"]
+    assert all(r.get("from") == room for r in results)
     res = b.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to=tmp)
     assert stanza_error(res) == ("cancel", "item-not-found")
     c = login(srv, "carol@localhost/c")
     assert join_error(c, room, "carol") == ("auth", "registration-required")
+    # a members-only room's log is for its members
+    res = c.iq("set", "<query xmlns='urn:xmpp:mam:2'/>", to=room)
+    assert stanza_error(res) == ("auth", "forbidden")
     b.close()
     c.close()
 
