@@ -47,6 +47,7 @@ typedef struct occupant {
     char *fulls[MUC_MAX_FULLS]; /* the real full JIDs joined under this nick */
     size_t nfull;
     role_t role;
+    char oid[64];       /* XEP-0421 occupant id */
     xml_stanza_t *pres; /* last available presence, without from/to and MUC payloads */
     struct occupant *next;
 } occupant_t;
@@ -77,6 +78,7 @@ typedef struct room {
     room_cfg_t cfg;
     bool locked; /* created, waiting for its owner's configuration */
     char *subject, *subject_from;
+    time_t subject_when;
     occupant_t *occupants;
     affil_t *affils;
     hist_t hist[MUC_HISTORY];
@@ -760,6 +762,7 @@ static xml_stanza_t *occ_presence(const room_t *r, const occupant_t *o, const oc
     /* Everyone may see their own address (§7.2.3). */
     if (sees_jids(r, viewer) || viewer == o)
         xml_node_set_attr(item, "jid", o->fulls[0]);
+    xml_node_set_attr(xml_node_add_child(root, "occupant-id", NS_OCCUPANT_ID), "id", o->oid);
     return p;
 }
 
@@ -912,12 +915,15 @@ static xml_stanza_t *subject_message(const room_t *r)
         xml_node_set_attr(root, "from", r->jid);
     }
     xml_node_add_child_text(root, "subject", NS_CLIENT, r->subject ? r->subject : "");
+    /* when it was set (§7.2.15), so clients do not take it for news */
+    tern_stamp_delay(root, r->jid, r->subject_when, NULL);
     return m;
 }
 
 static room_t *create_room(muc_t *mt, const char *local)
 {
     room_t *r = tern_xcalloc(1, sizeof(*r));
+    r->subject_when = time(NULL);
     r->local = tern_xstrdup(local);
     r->jid = xasprintf(local, "@", mt->domain);
     r->cfg.public_ = true;
@@ -935,6 +941,8 @@ static void strip_muc_payloads(xml_node_t *root)
         xml_node_detach(x);
     while ((x = xml_node_child(root, "x", NS_MUC_USER)))
         xml_node_detach(x);
+    while ((x = xml_node_child(root, "occupant-id", NS_OCCUPANT_ID)))
+        xml_node_detach(x); /* only the room's own may be believed */
     xml_node_set_attr(root, "from", NULL);
     xml_node_set_attr(root, "to", NULL);
 }
@@ -996,6 +1004,7 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
         o = tern_xcalloc(1, sizeof(*o));
         o->nick = tern_xstrdup(nick);
         o->bare = tern_xstrdup(bare);
+        occupant_id(mt, r, bare, o->oid);
         o->fulls[o->nfull++] = tern_xstrdup(full);
         o->role = default_role(r, aff);
         o->pres = pres;
@@ -1224,6 +1233,7 @@ static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t 
         }
         set_str(&r->subject, xml_node_text(subject));
         set_str(&r->subject_from, o->nick);
+        r->subject_when = time(NULL);
         save_if_persistent(mt, r);
     } else if (o->role < ROLE_PARTICIPANT) {
         bounce(mt, ev->stanza, "auth", "forbidden", NULL);
@@ -1249,9 +1259,7 @@ static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t 
         xml_node_set_attr(sid, "id", id);
         xml_node_set_attr(sid, "by", r->jid);
     }
-    char oid[64];
-    occupant_id(mt, r, o->bare, oid);
-    xml_node_set_attr(xml_node_add_child(mr, "occupant-id", NS_OCCUPANT_ID), "id", oid);
+    xml_node_set_attr(xml_node_add_child(mr, "occupant-id", NS_OCCUPANT_ID), "id", o->oid);
     if (body) {
         /* Archived before anyone sees it: a message that cannot be kept
          * is refused rather than shown and then missing from the log. */
@@ -1323,6 +1331,101 @@ static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
     xml_stanza_unref(m);
 }
 
+static xml_node_t *add_field(xml_node_t *x, const char *var, const char *type,
+                             const char *label, const char *value);
+
+static void on_decline(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, xml_node_t *decline)
+{
+    const char *to = xml_node_attr(decline, "to");
+    jid_t tj;
+    if (!to || jid_parse(to, &tj) != 0) {
+        bounce(mt, ev->stanza, "modify", "jid-malformed", NULL);
+        return;
+    }
+    jid_clear(&tj);
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", r->jid);
+    const char *id = xml_node_attr(xml_stanza_root(ev->stanza), "id");
+    if (id)
+        xml_node_set_attr(root, "id", id);
+    xml_node_t *d = xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "decline",
+                                       NS_MUC_USER);
+    char *decliner = jid_bare_string(ev->from);
+    xml_node_set_attr(d, "from", decliner);
+    free(decliner);
+    xml_node_t *reason = xml_node_child(decline, "reason", NULL);
+    if (reason)
+        xml_node_add_child_text(d, "reason", NS_MUC_USER, xml_node_text(reason));
+    route_to(mt, m, to);
+    xml_stanza_unref(m);
+}
+
+static const char *form_value(const xml_node_t *x, const char *var)
+{
+    for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
+         f = xml_node_next(f, "field", NS_DATA)) {
+        const char *v = xml_node_attr(f, "var");
+        if (v && strcmp(v, var) == 0) {
+            xml_node_t *val = xml_node_child(f, "value", NS_DATA);
+            return val ? xml_node_text(val) : "";
+        }
+    }
+    return NULL;
+}
+
+static bool is_voice_form(const xml_node_t *x)
+{
+    const char *ft = form_value(x, "FORM_TYPE");
+    return ft && strcmp(ft, NS_MUC "#request") == 0;
+}
+
+/* §7.13 / §8.6: a visitor asks for voice (the request goes to the
+ * moderators as a form), a moderator answers with the form filled in. */
+static void on_voice_form(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
+                          xml_node_t *x)
+{
+    const char *type = xml_node_attr(x, "type");
+    const char *role = form_value(x, "muc#role");
+    if (!type || strcmp(type, "submit") != 0 || (role && strcmp(role, "participant") != 0)) {
+        bounce(mt, ev->stanza, "modify", "bad-request", NULL);
+        return;
+    }
+    if (o->role == ROLE_MODERATOR) {
+        const char *nick = form_value(x, "muc#roomnick");
+        const char *allow = form_value(x, "muc#request_allow");
+        occupant_t *t = nick ? find_nick(r, nick) : NULL;
+        if (!t) {
+            bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
+            return;
+        }
+        if (allow && str_true(allow) && t->role == ROLE_VISITOR) {
+            t->role = ROLE_PARTICIPANT;
+            broadcast_presence(mt, r, t, NULL, NULL, 0, NULL, o);
+        }
+        return;
+    }
+    if (o->role != ROLE_VISITOR) {
+        bounce(mt, ev->stanza, "modify", "not-acceptable", NULL);
+        return;
+    }
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", r->jid);
+    xml_node_t *f = xml_node_add_child(root, "x", NS_DATA);
+    xml_node_set_attr(f, "type", "form");
+    xml_node_add_child_text(f, "title", NS_DATA, "Voice request");
+    add_field(f, "FORM_TYPE", "hidden", NULL, NS_MUC "#request");
+    add_field(f, "muc#role", "list-single", "Requested role", "participant");
+    add_field(f, "muc#jid", "jid-single", "User ID", o->bare);
+    add_field(f, "muc#roomnick", "text-single", "Room Nickname", o->nick);
+    add_field(f, "muc#request_allow", "boolean", "Grant voice to this person?", "false");
+    for (occupant_t *v = r->occupants; v; v = v->next)
+        if (v->role == ROLE_MODERATOR)
+            send_occ(mt, v, m);
+    xml_stanza_unref(m);
+}
+
 static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full)
 {
     xml_node_t *root = xml_stanza_root(ev->stanza);
@@ -1331,6 +1434,13 @@ static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *f
         return;
     if (!r) {
         bounce(mt, ev->stanza, "cancel", "item-not-found", NULL);
+        return;
+    }
+    xml_node_t *ux = xml_node_child(root, "x", NS_MUC_USER);
+    xml_node_t *decline = ux ? xml_node_child(ux, "decline", NS_MUC_USER) : NULL;
+    if (decline && !ev->to->resource) {
+        /* the invitee is not in the room, by definition (§7.8.2) */
+        on_decline(mt, r, ev, decline);
         return;
     }
     occupant_t *o = find_full(r, full);
@@ -1343,10 +1453,14 @@ static void on_message(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *f
             on_groupchat(mt, r, ev, o);
             return;
         }
-        xml_node_t *x = xml_node_child(root, "x", NS_MUC_USER);
-        xml_node_t *inv = x ? xml_node_child(x, "invite", NS_MUC_USER) : NULL;
+        xml_node_t *inv = ux ? xml_node_child(ux, "invite", NS_MUC_USER) : NULL;
         if (inv) {
             on_invite(mt, r, ev, o, inv, full);
+            return;
+        }
+        xml_node_t *form = xml_node_child(root, "x", NS_DATA);
+        if (form && is_voice_form(form)) {
+            on_voice_form(mt, r, ev, o, form);
             return;
         }
         bounce(mt, ev->stanza, "modify", "bad-request", NULL);
@@ -1520,7 +1634,9 @@ static char *cfg_signature(const room_cfg_t *c)
     return sig;
 }
 
-static bool apply_form(room_t *r, xml_node_t *x)
+/* Applies a submitted muc#roomconfig form: NULL, or the error condition
+ * (the room is unchanged then). */
+static const char *apply_form(room_t *r, xml_node_t *x)
 {
     room_cfg_t c = r->cfg;
     c.name = r->cfg.name ? tern_xstrdup(r->cfg.name) : NULL;
@@ -1586,14 +1702,17 @@ static bool apply_form(room_t *r, xml_node_t *x)
      * what protects the room, unless the form says otherwise. */
     if (secret_given && !protect_given)
         c.passwordprotected = c.secret != NULL;
-    if (c.passwordprotected && !c.secret)
-        goto bad;
+    if (c.passwordprotected && !c.secret) {
+        /* a blank password is against policy, not malformed (§10.1.3) */
+        cfg_free(&c);
+        return "not-acceptable";
+    }
     cfg_free(&r->cfg);
     r->cfg = c;
-    return true;
+    return NULL;
 bad:
     cfg_free(&c);
-    return false;
+    return "bad-request";
 }
 
 static void on_destroy(muc_t *mt, room_t *r, xml_node_t *d)
@@ -1602,10 +1721,10 @@ static void on_destroy(muc_t *mt, room_t *r, xml_node_t *d)
         xml_stanza_t *p = occ_presence(r, o, o, "unavailable", NULL);
         xml_node_t *x = xml_node_child(xml_stanza_root(p), "x", NS_MUC_USER);
         xml_node_t *dd = xml_node_add_child(x, "destroy", NS_MUC_USER);
-        const char *alt = xml_node_attr(d, "jid");
+        const char *alt = d ? xml_node_attr(d, "jid") : NULL;
         if (alt)
             xml_node_set_attr(dd, "jid", alt);
-        xml_node_t *reason = xml_node_child(d, "reason", NULL);
+        xml_node_t *reason = d ? xml_node_child(d, "reason", NULL) : NULL;
         if (reason)
             xml_node_add_child_text(dd, "reason", NS_MUC_USER, xml_node_text(reason));
         add_status(p, "110");
@@ -1647,14 +1766,21 @@ static void on_owner(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
     }
     const char *type = xml_node_attr(x, "type");
     if (type && strcmp(type, "cancel") == 0) {
-        send_result(mt, iq_result(root));
+        xml_stanza_t *res = iq_result(root);
+        if (r->locked) {
+            /* §10.1.3: an owner who cancels the initial configuration
+             * does not want the room */
+            on_destroy(mt, r, NULL);
+        }
+        send_result(mt, res);
         return;
     }
     char *before = cfg_signature(&r->cfg);
     bool was_whois = r->cfg.whois_anyone;
-    if (!type || strcmp(type, "submit") != 0 || !apply_form(r, x)) {
+    const char *err = !type || strcmp(type, "submit") != 0 ? "bad-request" : apply_form(r, x);
+    if (err) {
         free(before);
-        bounce(mt, st, "modify", "bad-request", NULL);
+        bounce(mt, st, "modify", err, NULL);
         return;
     }
     r->locked = false;
@@ -1747,7 +1873,7 @@ static void apply_aff(muc_t *mt, room_t *r, const char *bare, aff_t aff, const c
 
 /* One <item/> of a muc#admin set; NULL or the error condition. */
 static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t actor_aff,
-                              xml_node_t *item, const char **etype)
+                              xml_node_t *item, bool apply, const char **etype)
 {
     const char *nick = xml_node_attr(item, "nick");
     const char *jid = xml_node_attr(item, "jid");
@@ -1779,6 +1905,8 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
         if (role != ROLE_MODERATOR && taff >= AFF_ADMIN && t->role == ROLE_MODERATOR &&
             actor_aff < AFF_ADMIN)
             return "not-allowed";
+        if (!apply)
+            return NULL;
         if (role == ROLE_NONE) {
             eject(mt, r, t, "307", reason, actor);
         } else {
@@ -1811,7 +1939,7 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
             if (owners <= 1)
                 err = "conflict";
         }
-        if (!err)
+        if (!err && apply)
             apply_aff(mt, r, bare, (aff_t)aff, reason, actor, xml_node_attr(item, "nick"));
         free(bare);
         return err;
@@ -1885,16 +2013,30 @@ static void on_admin(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool
         send_result(mt, res);
         return;
     }
-    for (; item; item = xml_node_next(item, "item", NS_MUC_ADMIN)) {
+    /* Every item is checked before any is applied: a refused list leaves
+     * the room as it was. */
+    bool roles_only = true;
+    for (xml_node_t *it = item; it; it = xml_node_next(it, "item", NS_MUC_ADMIN)) {
         const char *etype = "cancel";
-        const char *err = admin_item(mt, r, actor, actor_aff, item, &etype);
+        const char *err = admin_item(mt, r, actor, actor_aff, it, false, &etype);
         if (err) {
             bounce(mt, st, etype, err, NULL);
             return;
         }
+        roles_only = roles_only && !xml_node_attr(it, "affiliation");
+    }
+    /* A moderator hears of success before the occupants hear of the
+     * change (§8.2); affiliation changes are shown first, as Prosody does
+     * and its scripts expect. */
+    if (roles_only)
+        send_result(mt, iq_result(root));
+    for (; item; item = xml_node_next(item, "item", NS_MUC_ADMIN)) {
+        const char *etype = "cancel";
+        admin_item(mt, r, actor, actor_aff, item, true, &etype);
         actor = find_full(r, full); /* a self-kick may have removed it */
     }
-    send_result(mt, iq_result(root));
+    if (!roles_only)
+        send_result(mt, iq_result(root));
     maybe_gc(mt, r);
 }
 
