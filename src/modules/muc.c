@@ -659,8 +659,7 @@ static void room_looked_up(void *arg, int result)
         h->p = p;
         p->next = mt->pending;
         mt->pending = p;
-        if (mam_room_recent(mt->host, mt->domain, j->local, MUC_HISTORY, history_loaded, h) ==
-            0) {
+        if (mam_room_recent(mt->host, mt->domain, j->local, MUC_HISTORY, history_loaded, h) == 0) {
             store_job_free(j);
             return;
         }
@@ -1331,8 +1330,8 @@ static void on_invite(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
     xml_stanza_unref(m);
 }
 
-static xml_node_t *add_field(xml_node_t *x, const char *var, const char *type,
-                             const char *label, const char *value);
+static xml_node_t *add_field(xml_node_t *x, const char *var, const char *type, const char *label,
+                             const char *value);
 
 static void on_decline(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, xml_node_t *decline)
 {
@@ -1349,15 +1348,22 @@ static void on_decline(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, xml_node_t *d
     const char *id = xml_node_attr(xml_stanza_root(ev->stanza), "id");
     if (id)
         xml_node_set_attr(root, "id", id);
-    xml_node_t *d = xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "decline",
-                                       NS_MUC_USER);
+    xml_node_t *d =
+        xml_node_add_child(xml_node_add_child(root, "x", NS_MUC_USER), "decline", NS_MUC_USER);
     char *decliner = jid_bare_string(ev->from);
     xml_node_set_attr(d, "from", decliner);
     free(decliner);
     xml_node_t *reason = xml_node_child(decline, "reason", NULL);
     if (reason)
         xml_node_add_child_text(d, "reason", NS_MUC_USER, xml_node_text(reason));
-    route_to(mt, m, to);
+    /* invitations from a semi-anonymous room name the inviter by nick */
+    size_t rl = strlen(r->jid);
+    occupant_t *inviter =
+        strncmp(to, r->jid, rl) == 0 && to[rl] == '/' ? find_nick(r, to + rl + 1) : NULL;
+    if (inviter)
+        send_occ(mt, inviter, m);
+    else
+        route_to(mt, m, to);
     xml_stanza_unref(m);
 }
 
@@ -1382,8 +1388,7 @@ static bool is_voice_form(const xml_node_t *x)
 
 /* §7.13 / §8.6: a visitor asks for voice (the request goes to the
  * moderators as a form), a moderator answers with the form filled in. */
-static void on_voice_form(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o,
-                          xml_node_t *x)
+static void on_voice_form(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t *o, xml_node_t *x)
 {
     const char *type = xml_node_attr(x, "type");
     const char *role = form_value(x, "muc#role");
@@ -1529,7 +1534,8 @@ static void service_info(muc_t *mt, xml_stanza_t *res)
     xml_node_set_attr(id, "category", "conference");
     xml_node_set_attr(id, "type", "text");
     xml_node_set_attr(id, "name", "Chatrooms");
-    const char *feats[] = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OCCUPANT_ID};
+    const char *feats[] = {NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC "#stable_id",
+                           NS_OCCUPANT_ID};
     for (size_t i = 0; i < TERN_ARRAY_LEN(feats); i++)
         xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", feats[i]);
     TERN_UNUSED(mt);
@@ -1559,8 +1565,7 @@ static void room_info(muc_t *mt, room_t *r, xml_stanza_t *res)
         xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", feats[i]);
     if (mam_room_available(mt->host)) {
         xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", NS_MAM);
-        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var",
-                          NS_MAM_EXTENDED);
+        xml_node_set_attr(xml_node_add_child(q, "feature", NS_DISCO_INFO), "var", NS_MAM_EXTENDED);
     }
     xml_node_t *x = xml_node_add_child(q, "x", NS_DATA);
     xml_node_set_attr(x, "type", "result");
