@@ -633,6 +633,7 @@ static void handle(bosh_t *b, http_conn_t *c, xml_stanza_t *st)
     xml_node_t *body = xml_stanza_root(st);
     uint64_t rid;
     if (b->closed || b->ended) {
+        log_debug(b->s->tag, "BOSH request for an ended session");
         reply_condition(c, "item-not-found");
         return;
     }
@@ -648,10 +649,14 @@ static void handle(bosh_t *b, http_conn_t *c, xml_stanza_t *st)
                 reply_xml(c, b->cache[i].body, b->cache[i].len);
                 return;
             }
+        log_debug(b->s->tag, "BOSH rid %llu is old and not cached (next %llu)",
+                  (unsigned long long)rid, (unsigned long long)b->rid_next);
         terminate(b, c, "item-not-found");
         return;
     }
     if (rid >= b->rid_next + b->requests) {
+        log_debug(b->s->tag, "BOSH rid %llu outside the window (next %llu)",
+                  (unsigned long long)rid, (unsigned long long)b->rid_next);
         terminate(b, c, "item-not-found"); /* outside the window (§14.2) */
         return;
     }
@@ -720,15 +725,18 @@ void bosh_request(http_conn_t *c, const char *data, size_t len)
     }
     sid_entry_t e;
     if (!registry_get(srv, sid, &e)) {
+        log_debug("bosh", "request for unknown session %s", sid);
         reply_condition(c, "item-not-found");
     } else if (e.worker != srv->shard_index || !e.arrived) {
         /* The session lives (or is arriving) elsewhere: the connection
          * follows it, behind the session in that worker's inbox. */
-        if (http_conn_hops(c) >= 8)
+        if (http_conn_hops(c) >= 8) {
+            log_debug("bosh", "session %s: request forwarded too often", sid);
             reply_condition(c, "item-not-found");
-        else
+        } else
             http_forward(c, e.worker);
     } else {
+        http_conn_arrived(c);
         handle(e.b, c, st);
     }
     xml_stanza_unref(st);

@@ -109,6 +109,11 @@ unsigned http_conn_hops(const http_conn_t *c)
     return c->hops;
 }
 
+void http_conn_arrived(http_conn_t *c)
+{
+    c->hops = 0;
+}
+
 static void reset_request(http_conn_t *c)
 {
     http_request_next(&c->req);

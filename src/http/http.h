@@ -53,5 +53,8 @@ const char *http_conn_ip(const http_conn_t *c);
 bool http_conn_secure(const http_conn_t *c);
 /* How often the current request has already been forwarded. */
 unsigned http_conn_hops(const http_conn_t *c);
+/* The request reached the worker that answers it: the next request on this
+ * keep-alive connection starts counting its forwards afresh. */
+void http_conn_arrived(http_conn_t *c);
 
 #endif
