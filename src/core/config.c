@@ -198,6 +198,13 @@ static const opt_t options[] = {
     {"muc_domain", OPT_STRING, HOST(muc_domain),
      .help = "Domain of the multi-user chat service (XEP-0045); none turns it off.\n"
              "Default: conference.<domain>"},
+    {"muc_room_creation", OPT_STRING, HOST(muc_room_creation), .def = "anyone",
+     .help = "Who may create rooms: anyone, local (accounts of this host) or admins."},
+    {"muc_max_occupants", OPT_UINT, HOST(muc_max_occupants), .min = 1, .max = 1000000,
+     .def = "10000", .help = "Most occupants a room may have, whatever its configuration says."},
+    {"admins", OPT_LIST, HOST(admins), .def = "",
+     .help = "Bare JIDs of the host's administrators; in its MUC service they are\n"
+             "owners of every room (XEP-0045 service admins)."},
     {"contact_addresses", OPT_LIST, HOST(contact_addresses), .def = "", .reloadable = true,
      .help = "XEP-0157 contact addresses in server discovery, as TYPE=URI items, e.g.\n"
              "admin=xmpp:admin@example.org, abuse=mailto:abuse@example.org. TYPE is one of\n"
@@ -925,6 +932,12 @@ static int finish(parser_t *p)
             h->muc_domain = tern_xmalloc(n);
             snprintf(h->muc_domain, n, "conference.%s", h->domain);
         }
+        const char *rc = h->muc_room_creation;
+        if (strcmp(rc, "anyone") != 0 && strcmp(rc, "local") != 0 && strcmp(rc, "admins") != 0) {
+            fail(p, line_of(p, "muc_room_creation"),
+                 "muc_room_creation must be anyone, local or admins (got '%.64s')", rc);
+            return -1;
+        }
     }
     return 0;
 }
@@ -1065,6 +1078,8 @@ void config_free(config_t *cfg)
         free(cfg->hosts[i].key);
         free_list(cfg->hosts[i].contact_addresses);
         free(cfg->hosts[i].muc_domain);
+        free(cfg->hosts[i].muc_room_creation);
+        free_list(cfg->hosts[i].admins);
     }
     free(cfg->hosts);
     free(cfg);

@@ -73,6 +73,7 @@ typedef struct {
 } room_cfg_t;
 
 typedef struct room {
+    tern_host_t *host; /* whose configuration names the service admins */
     char *local;
     char *jid; /* room@service */
     room_cfg_t cfg;
@@ -230,8 +231,19 @@ static size_t occupant_count(const room_t *r)
     return n;
 }
 
+static bool is_admin(char *const *admins, const char *bare)
+{
+    for (size_t i = 0; admins && admins[i]; i++)
+        if (strcmp(admins[i], bare) == 0)
+            return true;
+    return false;
+}
+
+/* Service admins are owners of every room (§2, "service admin"). */
 static aff_t get_aff(const room_t *r, const char *bare)
 {
+    if (is_admin(tern_host_config(r->host)->admins, bare))
+        return AFF_OWNER;
     for (const affil_t *a = r->affils; a; a = a->next)
         if (strcmp(a->jid, bare) == 0)
             return a->aff;
@@ -922,6 +934,7 @@ static xml_stanza_t *subject_message(const room_t *r)
 static room_t *create_room(muc_t *mt, const char *local)
 {
     room_t *r = tern_xcalloc(1, sizeof(*r));
+    r->host = mt->host;
     r->subject_when = time(NULL);
     r->local = tern_xstrdup(local);
     r->jid = xasprintf(local, "@", mt->domain);
@@ -974,7 +987,10 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
             bounce(mt, st, "auth", "registration-required", NULL);
             return;
         }
-        if (!same && r->cfg.maxusers && occupant_count(r) >= r->cfg.maxusers && aff < AFF_ADMIN) {
+        unsigned cap = tern_host_config(mt->host)->muc_max_occupants;
+        if (r->cfg.maxusers && r->cfg.maxusers < cap)
+            cap = r->cfg.maxusers;
+        if (!same && occupant_count(r) >= cap && aff < AFF_ADMIN) {
             bounce(mt, st, "wait", "service-unavailable", NULL);
             return;
         }
@@ -1040,6 +1056,12 @@ static void welcome(muc_t *mt, room_t *r, occupant_t *o, const char *full, bool 
         add_status(self, "100");
     if (created)
         add_status(self, "201");
+    /* §7.2.9: the nick asked for is not the nick given (the address
+     * preparation of RFC 7622 changed it) */
+    const char *asked = mx ? xml_node_attr(mx->parent, "to") : NULL;
+    const char *slash = asked ? strchr(asked, '/') : NULL;
+    if (slash && strcmp(slash + 1, o->nick) != 0)
+        add_status(self, "210");
     add_status(self, "110");
     route_to(mt, self, full);
     xml_stanza_unref(self);
@@ -1093,6 +1115,18 @@ static void change_nick(muc_t *mt, room_t *r, occupant_t *o, xml_stanza_t *st, c
     free(o->nick);
     o->nick = tern_xstrdup(nick);
     broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
+}
+
+static bool may_create(muc_t *mt, const char *bare)
+{
+    const config_host_t *hc = tern_host_config(mt->host);
+    if (strcmp(hc->muc_room_creation, "admins") == 0)
+        return is_admin(hc->admins, bare);
+    if (strcmp(hc->muc_room_creation, "local") == 0) {
+        const char *at = strchr(bare, '@');
+        return is_admin(hc->admins, bare) || (at && strcmp(at + 1, hc->domain) == 0);
+    }
+    return true;
 }
 
 /* An occupant asking for another's current presence; for a member who is
@@ -1182,6 +1216,10 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
     }
     bool created = false;
     if (!r) {
+        if (!may_create(mt, bare)) {
+            bounce(mt, ev->stanza, "cancel", "not-allowed", "Room creation is restricted");
+            return;
+        }
         r = create_room(mt, ev->to->local);
         set_aff(r, bare, AFF_OWNER);
         created = true;
@@ -1936,6 +1974,8 @@ static const char *admin_item(muc_t *mt, room_t *r, occupant_t *actor, aff_t act
             err = "forbidden";
         } else if (actor_aff == AFF_ADMIN && (taff >= AFF_ADMIN || aff >= AFF_ADMIN)) {
             err = "not-allowed";
+        } else if (aff != AFF_OWNER && is_admin(tern_host_config(r->host)->admins, bare)) {
+            err = "not-allowed"; /* the service's admins are not the room's to demote */
         } else if (taff == AFF_OWNER && aff != AFF_OWNER) {
             /* the last owner cannot step down: the room would be orphaned */
             size_t owners = 0;

@@ -578,3 +578,96 @@ def test_muc_domain_setting(tern):
     assert "rooms.localhost" in items(srv)
     srv = tern(users=users, hosts={"localhost": {"muc_domain": "none"}})
     assert not [j for j in items(srv) if j.startswith("conference.")]
+
+
+def test_voice_request(alice, bob):
+    room = room_name("voicereq")
+    create(alice, room, form=field("muc#roomconfig_moderatedroom", "1"))
+    p = join(bob, room, "bob")
+    assert item(p).get("role") == "visitor"
+    # §7.13: the visitor asks; the moderators get the form
+    bob.send("<message to='%s'><x xmlns='%s' type='submit'>%s%s</x></message>"
+             % (room, NS_DATA, field("FORM_TYPE", NS_MUC + "#request"),
+                field("muc#role", "participant")))
+    req = alice.expect_message(pred=lambda e: e.find(q(NS_DATA, "x")) is not None)
+    assert req.get("from") == room
+    vals = {f.get("var"): f.findtext(q(NS_DATA, "value")) for f in req.find(q(NS_DATA, "x"))
+            if f.tag == q(NS_DATA, "field")}
+    assert vals["muc#roomnick"] == "bob" and vals["muc#jid"] == "bob@localhost"
+    assert vals["muc#request_allow"] == "false"
+    # §8.6: the moderator approves and everyone sees the new role
+    alice.send("<message to='%s'><x xmlns='%s' type='submit'>%s%s%s%s</x></message>"
+               % (room, NS_DATA, field("FORM_TYPE", NS_MUC + "#request"),
+                  field("muc#role", "participant"), field("muc#roomnick", "bob"),
+                  field("muc#request_allow", "true")))
+    p = bob.expect(lambda e: is_pres(room + "/bob")(e) and item(e).get("role") == "participant",
+                   what="voice granted")
+    assert "110" in statuses(p)
+    # a participant has nothing to ask for
+    bob.send("<message to='%s'><x xmlns='%s' type='submit'>%s</x></message>"
+             % (room, NS_DATA, field("FORM_TYPE", NS_MUC + "#request")))
+    assert expect_error(bob, "message", room) == ("modify", "not-acceptable")
+
+
+def test_room_mam_live(alice, bob):
+    room = room_name("log")
+    create(alice, room)
+    join(bob, room, "bob")
+    for i in range(3):
+        alice.send("<message to='%s' type='groupchat'><body>m%d</body></message>" % (room, i))
+        bob.expect_message(pred=lambda e, i=i: e.findtext(q(NS_CLIENT, "body")) == "m%d" % i)
+    res = bob.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to=room)
+    feats = {f.get("var") for f in res.find(q(DISCO_INFO, "query")).findall(q(DISCO_INFO, "feature"))}
+    assert "urn:xmpp:mam:2" in feats
+    bob.send("<iq type='set' id='page' to='%s'><query xmlns='urn:xmpp:mam:2' queryid='p'>"
+             "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>"
+             "</query></iq>" % room)
+    fin = bob.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "page", what="fin")
+    assert fin.get("type") == "result", stanza_error(fin)
+    res = [e for e in bob.pending if e.find(q("urn:xmpp:mam:2", "result")) is not None]
+    bodies = [r.find(q("urn:xmpp:mam:2", "result")).find(q("urn:xmpp:forward:0", "forwarded"))
+              .find(q(NS_CLIENT, "message")).findtext(q(NS_CLIENT, "body")) for r in res]
+    assert bodies == ["m1", "m2"]
+
+
+def test_service_admin_and_room_limits(tern):
+    srv = tern(hosts={"localhost": {"registration": "no", "admins": "carol@localhost",
+                                    "muc_room_creation": "admins", "muc_max_occupants": "2"},
+                      "example.org": {}})
+    a = login(srv, "alice@localhost/a")
+    c = login(srv, "carol@localhost/c")
+    b = login(srv, "bob@localhost/b")
+    room = room_name("adm")
+    # only admins may create rooms here
+    send_join(a, room + "/alice")
+    el = a.expect(is_pres(room + "/alice", "error"), what="refused creation")
+    assert stanza_error(el) == ("cancel", "not-allowed")
+    create(c, room)
+    # the room holds two occupants at most
+    join(a, room, "alice")
+    assert join_error(b, room, "bob") == ("wait", "service-unavailable")
+    # an admin is an owner of every room, even one it did not create
+    a.send_presence(to=room + "/alice", type_="unavailable")
+    a.expect(is_pres(room + "/alice", "unavailable"), what="left")
+    res = admin(c, room, "<item jid='alice@localhost' affiliation='owner'/>")
+    assert res.get("type") == "result", stanza_error(res)
+    res = a.iq("get", "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert res.get("type") == "result", stanza_error(res)
+    # the room's owners cannot demote or ban a service admin
+    res = admin(a, room, "<item jid='carol@localhost' affiliation='outcast'/>")
+    assert stanza_error(res) == ("cancel", "not-allowed")
+    res = c.iq("get", "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert res.get("type") == "result", stanza_error(res)
+    for s in (a, b, c):
+        s.close()
+
+
+def test_nick_changed_by_service(alice):
+    room = room_name("nfc")
+    # e + combining acute accent: RFC 7622 normalises the nick to NFC
+    occ = room + "/owne\u0301"
+    send_join(alice, occ)
+    p = alice.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and "110" in statuses(e),
+                     what="self-presence")
+    assert p.get("from") == room + "/own\u00e9"
+    assert "210" in statuses(p)
