@@ -34,6 +34,10 @@
 #define NS_TERN_MUC    "urn:tern:muc:0"
 #define MUC_MAX_QUEUED 64
 #define MUC_MAX_FWD    64
+/* Subjects are shown on every join and kept with the room: a bound keeps
+ * one occupant from making every later join expensive. */
+#define MUC_MAX_SUBJECT 1024
+#define MUC_MAX_VCARD   (32 * 1024)
 
 typedef enum { AFF_OUTCAST = -1, AFF_NONE = 0, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } aff_t;
 typedef enum { ROLE_NONE = 0, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } role_t;
@@ -80,6 +84,7 @@ typedef struct room {
     bool locked; /* created, waiting for its owner's configuration */
     char *subject, *subject_from;
     time_t subject_when;
+    char *vcard; /* the room's vcard-temp (avatar), serialised, or NULL */
     occupant_t *occupants;
     affil_t *affils;
     hist_t hist[MUC_HISTORY];
@@ -374,6 +379,7 @@ static void room_free(room_t *r)
     free(r->cfg.secret);
     free(r->subject);
     free(r->subject_from);
+    free(r->vcard);
     free(r->local);
     free(r->jid);
     free(r);
@@ -546,6 +552,8 @@ static void save_room(muc_t *mt, const room_t *r)
         xml_node_add_child_text(n, "subject", NS_TERN_MUC, r->subject);
     if (r->subject_from)
         xml_node_set_attr(n, "subject_from", r->subject_from);
+    if (r->vcard)
+        xml_node_add_child_text(n, "vcard", NS_TERN_MUC, r->vcard);
     for (const affil_t *a = r->affils; a; a = a->next) {
         xml_node_t *an = xml_node_add_child(n, "affiliation", NS_TERN_MUC);
         xml_node_set_attr(an, "jid", a->jid);
@@ -599,6 +607,9 @@ static void load_room(muc_t *mt, const char *local, const char *data, size_t len
     if (subj)
         set_str(&r->subject, xml_node_text(subj));
     set_str(&r->subject_from, xml_node_attr(n, "subject_from"));
+    xml_node_t *vc = xml_node_child(n, "vcard", NS_TERN_MUC);
+    if (vc)
+        set_str(&r->vcard, xml_node_text(vc));
     for (xml_node_t *a = xml_node_child(n, "affiliation", NS_TERN_MUC); a;
          a = xml_node_next(a, "affiliation", NS_TERN_MUC)) {
         int aff = parse_aff(xml_node_attr(a, "aff"));
@@ -1266,6 +1277,10 @@ static void on_groupchat(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, occupant_t 
     if (subject && !body) {
         if (!(o->role == ROLE_MODERATOR || (r->cfg.changesubject && o->role >= ROLE_PARTICIPANT))) {
             bounce(mt, ev->stanza, "auth", "forbidden", NULL);
+            return;
+        }
+        if (strlen(xml_node_text(subject)) > MUC_MAX_SUBJECT) {
+            bounce(mt, ev->stanza, "modify", "not-acceptable", "Subject too long");
             return;
         }
         set_str(&r->subject, xml_node_text(subject));
@@ -2154,6 +2169,47 @@ static void forward_iq_reply(muc_t *mt, room_t *r, xml_stanza_t *st, const char 
 static void on_register(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
                         const char *bare);
 
+/* The room's avatar and description card (vcard-temp at the room JID, as
+ * clients use it for room avatars): anyone reads it, owners write it. */
+static void on_vcard(muc_t *mt, room_t *r, xml_stanza_t *st, xml_node_t *q, bool is_set,
+                     const char *bare)
+{
+    xml_node_t *root = xml_stanza_root(st);
+    if (is_set) {
+        if (get_aff(r, bare) != AFF_OWNER) {
+            bounce(mt, st, "auth", "forbidden", NULL);
+            return;
+        }
+        size_t len = 0;
+        char *text = xml_node_to_string(q, NS_CLIENT, &len);
+        if (!text || len > MUC_MAX_VCARD) {
+            free(text);
+            bounce(mt, st, "modify", "not-acceptable", "vCard too large");
+            return;
+        }
+        free(r->vcard);
+        r->vcard = text;
+        if (!xml_node_first_element(q)) { /* an empty card removes it */
+            free(r->vcard);
+            r->vcard = NULL;
+        }
+        save_if_persistent(mt, r);
+        send_result(mt, iq_result(root));
+        return;
+    }
+    xml_stanza_t *res = iq_result(root);
+    xml_stanza_t *card =
+        r->vcard ? xml_parse_element(r->vcard, strlen(r->vcard), NS_CLIENT, strlen(r->vcard))
+                 : NULL;
+    if (card)
+        xml_node_append_copy(xml_stanza_root(res), xml_stanza_root(card));
+    else
+        xml_node_add_child(xml_stanza_root(res), "vCard", NS_VCARD);
+    if (card)
+        xml_stanza_unref(card);
+    send_result(mt, res);
+}
+
 static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, const char *bare)
 {
     xml_node_t *root = xml_stanza_root(ev->stanza);
@@ -2244,6 +2300,8 @@ static void on_iq(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *full, 
             bounce(mt, ev->stanza, "auth", "forbidden", NULL);
         else
             mam_room_iq(mt->host, mt->domain, r->local, ev->stanza);
+    } else if (xml_node_is(q, "vCard", NS_VCARD)) {
+        on_vcard(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "query", NS_REGISTER)) {
         on_register(mt, r, ev->stanza, q, is_set, bare);
     } else if (xml_node_is(q, "ping", NS_PING)) {

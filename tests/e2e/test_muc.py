@@ -472,6 +472,8 @@ def test_persistent_room_survives_restart(tern):
     assert res.get("type") == "result", stanza_error(res)
     a.send("<message to='%s' type='groupchat'><subject>Still here</subject></message>" % room)
     a.expect_message(pred=lambda e: e.findtext(q(NS_CLIENT, "subject")) == "Still here")
+    res = a.iq("set", "<vCard xmlns='vcard-temp'><FN>Kept room</FN></vCard>", to=room)
+    assert res.get("type") == "result", stanza_error(res)
     for body in ("one", "two"):
         a.send("<message to='%s' type='groupchat'><body>%s</body></message>" % (room, body))
         a.expect_message(pred=lambda e, b=body: e.findtext(q(NS_CLIENT, "body")) == b)
@@ -519,6 +521,8 @@ def test_persistent_room_survives_restart(tern):
     assert all(r.get("from") == room for r in results)
     res = b.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to=tmp)
     assert stanza_error(res) == ("cancel", "item-not-found")
+    res = b.iq("get", "<vCard xmlns='vcard-temp'/>", to=room)
+    assert res.find(q("vcard-temp", "vCard")).findtext(q("vcard-temp", "FN")) == "Kept room"
     c = login(srv, "carol@localhost/c")
     assert join_error(c, room, "carol") == ("auth", "registration-required")
     # a members-only room's log is for its members
@@ -671,3 +675,26 @@ def test_nick_changed_by_service(alice):
                      what="self-presence")
     assert p.get("from") == room + "/own\u00e9"
     assert "210" in statuses(p)
+
+
+def test_room_vcard_and_subject_limit(alice, bob):
+    room = room_name("card")
+    create(alice, room)
+    join(bob, room, "bob")
+    card = ("<vCard xmlns='vcard-temp'><FN>Room</FN><PHOTO><TYPE>image/png</TYPE>"
+            "<BINVAL>iVBORw0KGgo=</BINVAL></PHOTO></vCard>")
+    res = bob.iq("set", card, to=room)
+    assert stanza_error(res) == ("auth", "forbidden")
+    res = alice.iq("set", card, to=room)
+    assert res.get("type") == "result", stanza_error(res)
+    res = bob.iq("get", "<vCard xmlns='vcard-temp'/>", to=room)
+    vc = res.find(q("vcard-temp", "vCard"))
+    assert vc.findtext(q("vcard-temp", "FN")) == "Room"
+    assert vc.find(q("vcard-temp", "PHOTO")).findtext(q("vcard-temp", "BINVAL")) == "iVBORw0KGgo="
+    # a subject past the limit is refused and the old one stays
+    alice.send("<message to='%s' type='groupchat'><subject>%s</subject></message>"
+               % (room, "x" * 2000))
+    assert expect_error(alice, "message", room) == ("modify", "not-acceptable")
+    send_join(bob, room + "/bob")  # resync: the subject is sent again
+    m = expect_subject(bob, room)
+    assert m.findtext(q(NS_CLIENT, "subject")) in (None, "")
