@@ -1630,6 +1630,21 @@ static void room_info(muc_t *mt, room_t *r, xml_stanza_t *res)
     add_field(x, "muc#roominfo_subject", NULL, "Subject", r->subject);
 }
 
+/* A list-single field offering "moderators" and "anyone". */
+static void add_choice(xml_node_t *x, const char *var, const char *label, const char *value)
+{
+    xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
+    xml_node_set_attr(f, "var", var);
+    xml_node_set_attr(f, "type", "list-single");
+    xml_node_set_attr(f, "label", label);
+    xml_node_add_child_text(f, "value", NS_DATA, value);
+    const char *opts[] = {"moderators", "anyone"};
+    for (size_t i = 0; i < 2; i++) {
+        xml_node_t *o = xml_node_add_child(f, "option", NS_DATA);
+        xml_node_add_child_text(o, "value", NS_DATA, opts[i]);
+    }
+}
+
 static void config_form(room_t *r, xml_stanza_t *res)
 {
     xml_node_t *q = xml_node_add_child(xml_stanza_root(res), "query", NS_MUC_OWNER);
@@ -1651,21 +1666,15 @@ static void config_form(room_t *r, xml_stanza_t *res)
         {"muc#roomconfig_changesubject", "Participants may change the subject",
          r->cfg.changesubject},
         {"muc#roomconfig_allowinvites", "Participants may invite", r->cfg.allowinvites},
-        {"muc#roomconfig_allowpm", "Private messages allowed", r->cfg.allowpm},
     };
     for (size_t i = 0; i < TERN_ARRAY_LEN(bools); i++)
         add_field(x, bools[i].var, "boolean", bools[i].label, bools[i].v ? "1" : "0");
     add_field(x, "muc#roomconfig_roomsecret", "text-private", "Password", r->cfg.secret);
-    xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
-    xml_node_set_attr(f, "var", "muc#roomconfig_whois");
-    xml_node_set_attr(f, "type", "list-single");
-    xml_node_set_attr(f, "label", "Who may see real JIDs");
-    xml_node_add_child_text(f, "value", NS_DATA, r->cfg.whois_anyone ? "anyone" : "moderators");
-    const char *opts[] = {"moderators", "anyone"};
-    for (size_t i = 0; i < 2; i++) {
-        xml_node_t *o = xml_node_add_child(f, "option", NS_DATA);
-        xml_node_add_child_text(o, "value", NS_DATA, opts[i]);
-    }
+    add_choice(x, "muc#roomconfig_whois", "Who may see real JIDs",
+               r->cfg.whois_anyone ? "anyone" : "moderators");
+    /* list-single since XEP-0045 1.26; booleans are still accepted */
+    add_choice(x, "muc#roomconfig_allowpm", "Who may send private messages",
+               r->cfg.allowpm ? "anyone" : "moderators");
     char n[32];
     snprintf(n, sizeof(n), "%u", r->cfg.maxusers);
     add_field(x, "muc#roomconfig_maxusers", "text-single", "Maximum occupants (0 = no limit)", n);
@@ -1711,7 +1720,6 @@ static const char *apply_form(room_t *r, xml_node_t *x)
         {"muc#roomconfig_passwordprotectedroom", &c.passwordprotected},
         {"muc#roomconfig_changesubject", &c.changesubject},
         {"muc#roomconfig_allowinvites", &c.allowinvites},
-        {"muc#roomconfig_allowpm", &c.allowpm},
     };
     bool secret_given = false, protect_given = false;
     for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
@@ -1741,6 +1749,15 @@ static const char *apply_form(room_t *r, xml_node_t *x)
         } else if (strcmp(var, "muc#roomconfig_roomsecret") == 0) {
             set_str(&c.secret, v);
             secret_given = true;
+        } else if (strcmp(var, "muc#roomconfig_allowpm") == 0) {
+            if (str_bool_ok(v))
+                c.allowpm = str_true(v);
+            else if (strcmp(v, "anyone") == 0 || strcmp(v, "participants") == 0)
+                c.allowpm = true;
+            else if (strcmp(v, "moderators") == 0 || strcmp(v, "none") == 0)
+                c.allowpm = false; /* moderators may always write privately */
+            else
+                goto bad;
         } else if (strcmp(var, "muc#roomconfig_whois") == 0) {
             if (strcmp(v, "anyone") == 0)
                 c.whois_anyone = true;

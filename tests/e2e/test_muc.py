@@ -698,3 +698,23 @@ def test_room_vcard_and_subject_limit(alice, bob):
     send_join(bob, room + "/bob")  # resync: the subject is sent again
     m = expect_subject(bob, room)
     assert m.findtext(q(NS_CLIENT, "subject")) in (None, "")
+
+
+def test_allowpm_list_single(alice, bob):
+    room = room_name("pm")
+    create(alice, room)
+    res = alice.iq("get", "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    form = res.find(q(NS_MUC_OWNER, "query")).find(q(NS_DATA, "x"))
+    pm = [f for f in form if f.get("var") == "muc#roomconfig_allowpm"][0]
+    assert pm.get("type") == "list-single" and pm.findtext(q(NS_DATA, "value")) == "anyone"
+    res = alice.iq("set", "<query xmlns='%s'><x xmlns='%s' type='submit'>%s</x></query>"
+                   % (NS_MUC_OWNER, NS_DATA, field("muc#roomconfig_allowpm", "moderators")),
+                   to=room)
+    assert res.get("type") == "result", stanza_error(res)
+    join(bob, room, "bob")
+    bob.send("<message to='%s/owner' type='chat'><body>psst</body></message>" % room)
+    assert expect_error(bob, "message", room + "/owner") == ("cancel", "not-allowed")
+    res = alice.iq("set", "<query xmlns='%s'><x xmlns='%s' type='submit'>%s</x></query>"
+                   % (NS_MUC_OWNER, NS_DATA, field("muc#roomconfig_allowpm", "sometimes")),
+                   to=room)
+    assert stanza_error(res) == ("modify", "bad-request")
