@@ -111,6 +111,7 @@ tern_server_t *server_new(uv_loop_t *loop, config_t *cfg, const char *config_pat
     srv->tls_direct = tls_ctx_new();
     srv->tls_http = tls_ctx_new();
     hashmap_init(&srv->bosh_sids);
+    hashmap_init(&srv->iq_waiting);
     pthread_mutex_init(&srv->bosh_mu, NULL);
     if (!srv->tls || !srv->tls_direct || !srv->tls_http) {
         snprintf(err, errlen, "cannot create TLS context");
@@ -215,6 +216,7 @@ static void on_sweep(uv_timer_t *t)
     uint64_t now = uv_now(srv->loop);
     c2s_sweep(srv, now);
     http_sweep(srv, now);
+    router_iq_expire(srv, now, srv->shutting_down);
     if (srv->shard_index == 0) {
         throttle_prune(&srv->auth_fail_ip, srv->cfg->auth_window, now);
         throttle_prune(&srv->auth_fail_account, srv->cfg->auth_window, now);
@@ -407,6 +409,8 @@ void server_free(tern_server_t *srv)
 {
     if (!srv)
         return;
+    /* whoever still waits on an answer hears "none" while it exists */
+    router_iq_expire(srv, 0, true);
     for (size_t i = 0; i < srv->nhosts; i++) {
         tern_host_t *h = &srv->hosts[i];
         modules_fini_host(h);
@@ -425,6 +429,7 @@ void server_free(tern_server_t *srv)
     void *bv;
     while (hashmap_next(&srv->bosh_sids, &bit, NULL, &bv))
         free(bv);
+    hashmap_free(&srv->iq_waiting);
     hashmap_free(&srv->bosh_sids);
     pthread_mutex_destroy(&srv->bosh_mu);
     throttle_free(&srv->auth_fail_ip);

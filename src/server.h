@@ -138,6 +138,9 @@ struct tern_server {
     uv_prepare_t flush_prepare;        /* and before the loop blocks */
     size_t nsessions;
     uint64_t next_conn_id;
+    /* iqs this worker sent and waits on (tern_iq_request): id -> entry */
+    hashmap_t iq_waiting;
+    uint64_t iq_seq;
     uv_timer_t sweep_timer;
     uv_signal_t sig_term, sig_int, sig_hup;
     bool shutting_down;
@@ -220,6 +223,12 @@ void router_route(tern_server_t *srv, xml_stanza_t *st, const jid_t *from, const
  * hooks, then router_route. to may be NULL. st is borrowed. */
 void router_route_from_client(struct tern_session *s, xml_stanza_t *st, const jid_t *to);
 /* Sends an error reply for st (never for type='error'). */
+/* An iq result or error addressed to a host's domain: the answer to one
+ * of this process's tern_iq_request calls, or nothing. st is borrowed. */
+void router_iq_answer(tern_server_t *srv, xml_stanza_t *st, const jid_t *from);
+/* Every request past its time gets its NULL answer (now_ms: loop time);
+ * with all set, every request does (shutdown). */
+void router_iq_expire(tern_server_t *srv, uint64_t now_ms, bool all);
 void router_bounce(tern_server_t *srv, const xml_stanza_t *st, const char *type,
                    const char *condition, const char *text);
 /* Builds the error reply without routing it; NULL for type='error'. */

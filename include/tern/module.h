@@ -252,6 +252,18 @@ void tern_iq_saved_error(tern_iq_saved_t *sv, const char *type, const char *cond
 void tern_iq_saved_free(tern_iq_saved_t *sv);
 tern_session_t *tern_iq_saved_session(const tern_iq_saved_t *sv);
 
+/* ---- iqs the server sends ----
+ * tern_iq_request sends iq (type get or set, with its 'to'; 'from' and 'id'
+ * are set here: the host's domain and a fresh id) and calls cb exactly once
+ * on this worker's loop: with the answer (a result or an error from the
+ * address the request went to; borrowed, valid during cb), or with NULL
+ * when none came within timeout_s seconds or the server shuts down.
+ * Answers from anyone else, or with an id nobody waits for, are dropped.
+ * iq is borrowed. Returns 0, or TERN_EINVAL without calling cb. */
+typedef void (*tern_iq_answer_cb)(void *ud, const xml_stanza_t *answer);
+int tern_iq_request(tern_host_t *h, xml_stanza_t *iq, unsigned timeout_s, tern_iq_answer_cb cb,
+                    void *ud);
+
 /* ---- background work ---- */
 struct storage_driver;
 struct storage_db;

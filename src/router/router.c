@@ -109,8 +109,12 @@ static void handle_iq(tern_server_t *srv, tern_host_t *host, tern_scope_t scope,
 {
     xml_node_t *root = xml_stanza_root(st);
     const char *type = xml_node_attr(root, "type");
-    if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
-        return; /* results and errors for the server: nothing waits on them yet */
+    if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
+        if (type && scope == TERN_SCOPE_SERVER && from &&
+            (strcmp(type, "result") == 0 || strcmp(type, "error") == 0))
+            router_iq_answer(srv, st, from);
+        return;
+    }
     xml_node_t *payload = xml_node_first_element(root);
     tern_iq_t q = {.host = host,
                    .stanza = st,

@@ -42,18 +42,18 @@ static void test_simple_example(void **state)
                "QgayPKawpkPSDYmwT/WM94uAlu0=");
     /* order on the wire does not matter */
     expect_ver(Q F4 F2 "<identity category='client' name='Exodus 0.9.1' type='pc'/>" F3 F1
-                 "</query>",
+                       "</query>",
                "QgayPKawpkPSDYmwT/WM94uAlu0=");
 }
 
-#define FORM                                                                                   \
-    "<x xmlns='jabber:x:data' type='result'>"                                                  \
-    "<field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field>" \
-    "<field var='ip_version'><value>ipv6</value><value>ipv4</value></field>"                   \
-    "<field var='os'><value>Mac</value></field>"                                               \
-    "<field var='os_version'><value>10.5.1</value></field>"                                    \
-    "<field var='software'><value>Psi</value></field>"                                         \
-    "<field var='software_version'><value>0.11</value></field>"                                \
+#define FORM                                                                                       \
+    "<x xmlns='jabber:x:data' type='result'>"                                                      \
+    "<field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field>"  \
+    "<field var='ip_version'><value>ipv6</value><value>ipv4</value></field>"                       \
+    "<field var='os'><value>Mac</value></field>"                                                   \
+    "<field var='os_version'><value>10.5.1</value></field>"                                        \
+    "<field var='software'><value>Psi</value></field>"                                             \
+    "<field var='software_version'><value>0.11</value></field>"                                    \
     "</x>"
 
 static void test_complex_example(void **state)
