@@ -973,6 +973,21 @@ static void strip_muc_payloads(xml_node_t *root)
 static void welcome(muc_t *mt, room_t *r, occupant_t *o, const char *full, bool created,
                     xml_node_t *mx);
 
+/* o (re)joins from full: everyone else sees its presence, then its
+ * session gets what a joiner is owed. */
+static void enter(muc_t *mt, room_t *r, occupant_t *o, const char *full, bool created,
+                  xml_node_t *mx)
+{
+    for (occupant_t *v = r->occupants; v; v = v->next) {
+        if (v == o)
+            continue;
+        xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
+        send_occ(mt, v, p);
+        xml_stanza_unref(p);
+    }
+    welcome(mt, r, o, full, created, mx);
+}
+
 static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const char *full,
                  const char *bare, const char *nick)
 {
@@ -1040,14 +1055,7 @@ static void join(muc_t *mt, room_t *r, bool created, xml_stanza_t *st, const cha
             pp = &(*pp)->next;
         *pp = o;
     }
-    for (occupant_t *v = r->occupants; v; v = v->next) {
-        if (v == o)
-            continue;
-        xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
-        send_occ(mt, v, p);
-        xml_stanza_unref(p);
-    }
-    welcome(mt, r, o, full, created, mx);
+    enter(mt, r, o, full, created, mx);
 }
 
 /* What a (re)joining session is owed (§7.2.3-§7.2.16): everyone else's
@@ -1212,14 +1220,7 @@ static void on_presence(muc_t *mt, room_t *r, tern_stanza_ev_t *ev, const char *
         if (mx) {
             /* A join from a session already in: the client lost track
              * (a reconnect it did not notice, say) and resynchronises. */
-            for (occupant_t *v = r->occupants; v; v = v->next) {
-                if (v == o)
-                    continue;
-                xml_stanza_t *p = occ_presence(r, o, v, NULL, NULL);
-                send_occ(mt, v, p);
-                xml_stanza_unref(p);
-            }
-            welcome(mt, r, o, full, false, mx);
+            enter(mt, r, o, full, false, mx);
         } else {
             broadcast_presence(mt, r, o, NULL, NULL, 0, NULL, NULL);
         }
