@@ -198,6 +198,11 @@ static const opt_t options[] = {
     {"muc_domain", OPT_STRING, HOST(muc_domain),
      .help = "Domain of the multi-user chat service (XEP-0045); none turns it off.\n"
              "Default: conference.<domain>"},
+    {"pubsub_domain", OPT_STRING, HOST(pubsub_domain),
+     .help = "Domain of the publish-subscribe service (XEP-0060); none turns it off.\n"
+             "Default: pubsub.<domain>"},
+    {"pubsub_node_creation", OPT_STRING, HOST(pubsub_node_creation), .def = "anyone",
+     .help = "Who may create pubsub nodes: anyone, local (accounts of this host) or admins."},
     {"muc_room_creation", OPT_STRING, HOST(muc_room_creation), .def = "anyone",
      .help = "Who may create rooms: anyone, local (accounts of this host) or admins."},
     {"muc_max_occupants", OPT_UINT, HOST(muc_max_occupants), .min = 1, .max = 1000000,
@@ -932,10 +937,21 @@ static int finish(parser_t *p)
             h->muc_domain = tern_xmalloc(n);
             snprintf(h->muc_domain, n, "conference.%s", h->domain);
         }
+        if (!h->pubsub_domain) {
+            size_t n = strlen("pubsub.") + strlen(h->domain) + 1;
+            h->pubsub_domain = tern_xmalloc(n);
+            snprintf(h->pubsub_domain, n, "pubsub.%s", h->domain);
+        }
         const char *rc = h->muc_room_creation;
         if (strcmp(rc, "anyone") != 0 && strcmp(rc, "local") != 0 && strcmp(rc, "admins") != 0) {
             fail(p, line_of(p, "muc_room_creation"),
                  "muc_room_creation must be anyone, local or admins (got '%.64s')", rc);
+            return -1;
+        }
+        rc = h->pubsub_node_creation;
+        if (strcmp(rc, "anyone") != 0 && strcmp(rc, "local") != 0 && strcmp(rc, "admins") != 0) {
+            fail(p, line_of(p, "pubsub_node_creation"),
+                 "pubsub_node_creation must be anyone, local or admins (got '%.64s')", rc);
             return -1;
         }
     }
@@ -1078,6 +1094,8 @@ void config_free(config_t *cfg)
         free(cfg->hosts[i].key);
         free_list(cfg->hosts[i].contact_addresses);
         free(cfg->hosts[i].muc_domain);
+        free(cfg->hosts[i].pubsub_domain);
+        free(cfg->hosts[i].pubsub_node_creation);
         free(cfg->hosts[i].muc_room_creation);
         free_list(cfg->hosts[i].admins);
     }

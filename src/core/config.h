@@ -36,6 +36,8 @@ typedef struct config_host {
     unsigned mam_max_page;         /* default 250 */
     char **contact_addresses;      /* "type=uri" items (XEP-0157); default none */
     char *muc_domain;              /* XEP-0045 service; default conference.<domain>; "none" = off */
+    char *pubsub_domain;           /* XEP-0060 service; default pubsub.<domain>; "none" = off */
+    char *pubsub_node_creation;    /* anyone|local|admins; default anyone */
     char *muc_room_creation;       /* anyone|local|admins; default anyone */
     unsigned muc_max_occupants;    /* hard cap per room; default 10000 */
     char **admins;                 /* bare JIDs of the host's administrators; default none */
