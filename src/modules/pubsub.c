@@ -34,6 +34,7 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "pubsub.h"
 #include "tern/module.h"
 
 #define NS_PUBSUB_ERRORS "http://jabber.org/protocol/pubsub#errors"
@@ -45,63 +46,7 @@
 #define PS_MAX_ITEMS     256
 #define PS_MAX_QUEUED    256
 
-typedef enum { PA_OUTCAST = -1, PA_NONE = 0, PA_MEMBER, PA_PUBLISHER, PA_OWNER } ps_aff_t;
 static const char *const aff_names[] = {"outcast", "none", "member", "publisher", "owner"};
-
-typedef struct ps_item {
-    char *id;
-    char *payload; /* serialised payload element, or NULL */
-    char *publisher;
-    unsigned long seq;
-    struct ps_item *next; /* newer first */
-} ps_item_t;
-
-typedef struct ps_sub {
-    char *jid, *subid;
-    struct ps_sub *next;
-} ps_sub_t;
-
-typedef struct ps_affil {
-    char *jid;
-    ps_aff_t aff;
-    struct ps_affil *next;
-} ps_affil_t;
-
-typedef struct {
-    char *title, *description, *type;
-    unsigned max_items; /* PS_MAX_ITEMS for "max" */
-    bool deliver_notifications, deliver_payloads, notify_retract, notify_delete, persist_items;
-    char access_model[16];      /* open, presence, roster, whitelist, authorize */
-    char publish_model[16];     /* publishers, subscribers, open */
-    char send_last[24];         /* never, on_sub, on_sub_and_presence (= on_sub for now) */
-    char notification_type[16]; /* headline, normal */
-} ps_cfg_t;
-
-typedef struct ps_node {
-    char *name;
-    ps_cfg_t cfg;
-    ps_affil_t *affs;
-    ps_sub_t *subs;
-    ps_item_t *items;
-    size_t nitems;
-    unsigned long seq;
-    struct ps_node *next;
-} ps_node_t;
-
-typedef struct {
-    tern_server_t *srv;
-    char *jid;   /* the service address: pubsub.<domain>, or a bare JID for PEP */
-    char *host;  /* storage host */
-    char *user;  /* storage user namespace */
-    char *owner; /* PEP: the only JID that may create nodes; NULL = see below */
-    /* pubsub.<domain>: who else may ("anyone", "local", "admins"), the
-     * host's domain and its admins (borrowed from the configuration). */
-    const char *creation, *local_domain;
-    char *const *admins;
-    ps_node_t *nodes;
-    xml_stanza_t **out;
-    size_t nout, capout;
-} ps_service_t;
 
 typedef struct queued {
     xml_stanza_t *st;
@@ -212,17 +157,48 @@ static const char *form_value(const xml_node_t *x, const char *var)
     return NULL;
 }
 
+/* Every value of a list-multi field joined by newlines (which group names,
+ * being XML text of a single line in practice, do not hold); a copy of
+ * dflt when the field is absent. */
+static char *form_lines(const xml_node_t *x, const char *var, const char *dflt)
+{
+    for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
+         f = xml_node_next(f, "field", NS_DATA)) {
+        const char *v = xml_node_attr(f, "var");
+        if (!v || strcmp(v, var) != 0)
+            continue;
+        char *out = NULL;
+        size_t len = 0;
+        for (xml_node_t *val = xml_node_child(f, "value", NS_DATA); val;
+             val = xml_node_next(val, "value", NS_DATA)) {
+            const char *t = xml_node_text(val);
+            size_t tl = strlen(t);
+            if (!tl || strchr(t, '\n'))
+                continue;
+            out = tern_xrealloc(out, len + tl + 2);
+            if (len)
+                out[len++] = '\n';
+            memcpy(out + len, t, tl + 1);
+            len += tl;
+        }
+        return out;
+    }
+    return dflt ? tern_xstrdup(dflt) : NULL;
+}
+
 /* ------------------------------------------------------------------ core: nodes */
 
-static void cfg_default(ps_cfg_t *c)
+/* PEP nodes (XEP-0163 §4.3, §7) default to the presence access model, one
+ * item, and the last item sent when a contact comes online. */
+static void cfg_default(const ps_service_t *svc, ps_cfg_t *c)
 {
     memset(c, 0, sizeof(*c));
-    c->max_items = PS_DEFAULT_ITEMS;
+    c->max_items = svc->pep ? 1 : PS_DEFAULT_ITEMS;
     c->deliver_notifications = c->deliver_payloads = c->notify_retract = c->notify_delete =
         c->persist_items = true;
-    snprintf(c->access_model, sizeof(c->access_model), "open");
+    snprintf(c->access_model, sizeof(c->access_model), svc->pep ? "presence" : "open");
     snprintf(c->publish_model, sizeof(c->publish_model), "publishers");
-    snprintf(c->send_last, sizeof(c->send_last), "never");
+    snprintf(c->send_last, sizeof(c->send_last), svc->pep ? "on_sub_and_presence" : "never");
     snprintf(c->notification_type, sizeof(c->notification_type), "headline");
 }
 
@@ -231,7 +207,8 @@ static void cfg_free(ps_cfg_t *c)
     free(c->title);
     free(c->description);
     free(c->type);
-    c->title = c->description = c->type = NULL;
+    free(c->roster_groups);
+    c->title = c->description = c->type = c->roster_groups = NULL;
 }
 
 static bool one_of(const char *v, const char *const *ok, size_t n)
@@ -292,7 +269,7 @@ static ps_node_t *ps_new_node(ps_service_t *svc, const char *name)
 {
     ps_node_t *n = tern_xcalloc(1, sizeof(*n));
     n->name = tern_xstrdup(name);
-    cfg_default(&n->cfg);
+    cfg_default(svc, &n->cfg);
     ps_node_t **pp = &svc->nodes;
     while (*pp)
         pp = &(*pp)->next;
@@ -493,6 +470,8 @@ static void save_node(ps_service_t *svc, const ps_node_t *n)
     set_flag(x, "persist_items", c->persist_items);
     xml_node_set_attr(x, "access_model", c->access_model);
     xml_node_set_attr(x, "publish_model", c->publish_model);
+    if (c->roster_groups)
+        xml_node_add_child_text(x, "groups", NS_TERN_PUBSUB, c->roster_groups);
     for (const ps_affil_t *a = n->affs; a; a = a->next) {
         xml_node_t *an = xml_node_add_child(x, "affiliation", NS_TERN_PUBSUB);
         xml_node_set_attr(an, "jid", a->jid);
@@ -563,6 +542,9 @@ static ps_node_t *load_node(ps_service_t *svc, const char *name, const char *dat
         snprintf(c->access_model, sizeof(c->access_model), "%s", v);
     if ((v = xml_node_attr(x, "publish_model")))
         snprintf(c->publish_model, sizeof(c->publish_model), "%s", v);
+    xml_node_t *groups = xml_node_child(x, "groups", NS_TERN_PUBSUB);
+    if (groups)
+        set_str(&c->roster_groups, xml_node_text(groups));
     for (xml_node_t *a = xml_node_child(x, "affiliation", NS_TERN_PUBSUB); a;
          a = xml_node_next(a, "affiliation", NS_TERN_PUBSUB)) {
         int aff = parse_aff(xml_node_attr(a, "aff"));
@@ -624,8 +606,17 @@ static xml_stanza_t *event_message(ps_service_t *svc, const ps_node_t *n, xml_no
     return m;
 }
 
+/* Whether an event on n reaches anyone: its subscribers, or for PEP the
+ * contacts the front end adds. */
+static bool has_audience(const ps_service_t *svc, const ps_node_t *n)
+{
+    return n->subs || (svc->hooks && svc->hooks->fanout);
+}
+
 static void notify_subs(ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m)
 {
+    if (svc->hooks && svc->hooks->fanout)
+        svc->hooks->fanout(svc->hooks->ud, svc, n, m);
     for (const ps_sub_t *s = n->subs; s; s = s->next) {
         xml_stanza_t *c = xml_stanza_copy(m);
         xml_node_set_attr(xml_stanza_root(c), "to", s->jid);
@@ -649,7 +640,7 @@ static void add_payload(xml_node_t *parent, const ps_item_t *it)
 
 static void notify_item(ps_service_t *svc, const ps_node_t *n, const ps_item_t *it)
 {
-    if (!n->subs || !n->cfg.deliver_notifications)
+    if (!has_audience(svc, n) || !n->cfg.deliver_notifications)
         return;
     xml_node_t *ev;
     xml_stanza_t *m = event_message(svc, n, &ev);
@@ -662,6 +653,25 @@ static void notify_item(ps_service_t *svc, const ps_node_t *n, const ps_item_t *
     if (n->cfg.deliver_payloads)
         add_payload(item, it);
     notify_subs(svc, n, m);
+}
+
+/* Queues n's newest item for to, if it has one. */
+static void push_last_item(ps_service_t *svc, const ps_node_t *n, const char *to)
+{
+    if (!n->items)
+        return;
+    xml_node_t *ev;
+    xml_stanza_t *m = event_message(svc, n, &ev);
+    xml_node_set_attr(xml_stanza_root(m), "to", to);
+    xml_node_t *items = xml_node_add_child(ev, "items", NS_PUBSUB_EVENT);
+    xml_node_set_attr(items, "node", n->name);
+    xml_node_t *item = xml_node_add_child(items, "item", NS_PUBSUB_EVENT);
+    xml_node_set_attr(item, "id", n->items->id);
+    if (n->items->publisher)
+        xml_node_set_attr(item, "publisher", n->items->publisher);
+    if (n->cfg.deliver_payloads)
+        add_payload(item, n->items);
+    out_push(svc, m);
 }
 
 /* ------------------------------------------------------------------ core: operations */
@@ -680,16 +690,23 @@ static bool may_publish(const ps_node_t *n, const char *bare)
     return false;
 }
 
-/* Whether bare may see the node's items or subscribe: open and whitelist
- * are enforced; presence, roster and authorize are treated as whitelist
- * until the roster is consulted. */
-static const char *access_denied(const ps_node_t *n, const char *bare, const char **app)
+/* Whether bare may see the node's items or subscribe (§4.5): affiliates
+ * always; presence and roster as the front end's roster_allows says (the
+ * owner's roster); authorize like whitelist, since pending subscriptions
+ * are not kept. */
+static const char *access_denied(const ps_service_t *svc, const ps_node_t *n, const char *bare,
+                                 const char **app)
 {
     ps_aff_t a = get_aff(n, bare);
     *app = NULL;
     if (a == PA_OUTCAST)
         return "forbidden";
     if (strcmp(n->cfg.access_model, "open") == 0 || a >= PA_MEMBER)
+        return NULL;
+    bool by_roster =
+        strcmp(n->cfg.access_model, "presence") == 0 || strcmp(n->cfg.access_model, "roster") == 0;
+    if (by_roster && svc->hooks && svc->hooks->roster_allows &&
+        svc->hooks->roster_allows(svc->hooks->ud, n, bare))
         return NULL;
     if (strcmp(n->cfg.access_model, "presence") == 0) {
         *app = "presence-subscription-required";
@@ -800,6 +817,7 @@ static bool apply_config(ps_node_t *n, const xml_node_t *x)
         if ((v = form_value(x, strs[i].var)))
             set_str(strs[i].dst, v);
     }
+    c.roster_groups = form_lines(x, "pubsub#roster_groups_allowed", n->cfg.roster_groups);
     cfg_free(&n->cfg);
     n->cfg = c;
     return true;
@@ -859,6 +877,18 @@ static void config_form(const ps_node_t *n, xml_node_t *parent)
                c->persist_items ? "1" : "0");
     f = add_lfield(x, "pubsub#access_model", "Specify the subscriber model", "list-single", NULL);
     add_options(f, access_models, NULL, TERN_ARRAY_LEN(access_models), c->access_model);
+    f = add_lfield(x, "pubsub#roster_groups_allowed", "Roster groups allowed to subscribe",
+                   "list-multi", NULL);
+    for (const char *g = c->roster_groups; g && *g;) {
+        const char *nl = strchr(g, '\n');
+        size_t gl = nl ? (size_t)(nl - g) : strlen(g);
+        char *one = tern_xmalloc(gl + 1);
+        memcpy(one, g, gl);
+        one[gl] = '\0';
+        xml_node_add_child_text(f, "value", NS_DATA, one);
+        free(one);
+        g = nl ? nl + 1 : g + gl;
+    }
     f = add_lfield(x, "pubsub#publish_model", "Specify the publisher model", "list-single", NULL);
     add_options(f, publish_models, NULL, TERN_ARRAY_LEN(publish_models), c->publish_model);
     f = add_lfield(x, "pubsub#send_last_published_item", NULL, "list-single", NULL);
@@ -967,7 +997,7 @@ static void op_create(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps,
         return;
     }
     ps_node_t tmp = {0};
-    cfg_default(&tmp.cfg);
+    cfg_default(svc, &tmp.cfg);
     xml_node_t *conf = xml_node_child(ps, "configure", NS_PUBSUB);
     xml_node_t *x = conf ? xml_node_child(conf, "x", NS_DATA) : NULL;
     if (x && !apply_config(&tmp, x)) {
@@ -1027,7 +1057,7 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
             return;
         }
         ps_node_t tmp = {0};
-        cfg_default(&tmp.cfg);
+        cfg_default(svc, &tmp.cfg);
         if (pox && !apply_config(&tmp, pox)) {
             cfg_free(&tmp.cfg);
             ps_error(svc, st, "cancel", "conflict", "precondition-not-met", NULL);
@@ -1134,7 +1164,7 @@ static void op_retract(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *rt
     n->nitems--;
     submit(svc, JOB_DEL, items_store(n->name), it->id, NULL, 0);
     const char *notify = xml_node_attr(rt, "notify");
-    if (n->subs && (str_true(notify) || (!notify && n->cfg.notify_retract))) {
+    if (has_audience(svc, n) && (str_true(notify) || (!notify && n->cfg.notify_retract))) {
         xml_node_t *ev;
         xml_stanza_t *m = event_message(svc, n, &ev);
         xml_node_t *items = xml_node_add_child(ev, "items", NS_PUBSUB_EVENT);
@@ -1168,7 +1198,7 @@ static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *
         return;
     }
     const char *app;
-    const char *cond = access_denied(n, bare, &app);
+    const char *cond = access_denied(svc, n, bare, &app);
     if (cond) {
         ps_error(svc, st, strcmp(cond, "not-allowed") == 0 ? "cancel" : "auth", cond, app, NULL);
         return;
@@ -1183,20 +1213,8 @@ static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *
     xml_node_set_attr(se, "subscription", "subscribed");
     out_push(svc, res);
     /* §6.1.7: the last published item goes to the new subscriber. */
-    if (n->items && strcmp(n->cfg.send_last, "never") != 0) {
-        xml_node_t *ev;
-        xml_stanza_t *m = event_message(svc, n, &ev);
-        xml_node_set_attr(xml_stanza_root(m), "to", s->jid);
-        xml_node_t *items = xml_node_add_child(ev, "items", NS_PUBSUB_EVENT);
-        xml_node_set_attr(items, "node", n->name);
-        xml_node_t *item = xml_node_add_child(items, "item", NS_PUBSUB_EVENT);
-        xml_node_set_attr(item, "id", n->items->id);
-        if (n->items->publisher)
-            xml_node_set_attr(item, "publisher", n->items->publisher);
-        if (n->cfg.deliver_payloads)
-            add_payload(item, n->items);
-        out_push(svc, m);
-    }
+    if (strcmp(n->cfg.send_last, "never") != 0)
+        push_last_item(svc, n, s->jid);
 }
 
 static void op_unsubscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *us,
@@ -1248,7 +1266,7 @@ static void op_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
         return;
     }
     const char *app;
-    const char *cond = access_denied(n, bare, &app);
+    const char *cond = access_denied(svc, n, bare, &app);
     if (cond) {
         ps_error(svc, st, strcmp(cond, "not-allowed") == 0 ? "cancel" : "auth", cond, app, NULL);
         return;
@@ -1406,7 +1424,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
     }
     if (!is_set && xml_node_is(c, "default", NS_PUBSUB_OWNER)) {
         ps_node_t tmp = {0};
-        cfg_default(&tmp.cfg);
+        cfg_default(svc, &tmp.cfg);
         xml_stanza_t *res = iq_result(svc, st);
         xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB_OWNER);
         config_form(&tmp, xml_node_add_child(p, "default", NS_PUBSUB_OWNER));
@@ -1443,7 +1461,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
         save_node(svc, n);
         out_push(svc, iq_result(svc, st));
     } else if (is_set && xml_node_is(c, "delete", NS_PUBSUB_OWNER)) {
-        if (n->cfg.notify_delete && n->subs) {
+        if (n->cfg.notify_delete && has_audience(svc, n)) {
             xml_node_t *ev;
             xml_stanza_t *m = event_message(svc, n, &ev);
             xml_node_set_attr(xml_node_add_child(ev, "delete", NS_PUBSUB_EVENT), "node", n->name);
@@ -1459,7 +1477,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
         }
         n->nitems = 0;
         submit(svc, JOB_DEL_STORE, items_store(n->name), NULL, NULL, 0);
-        if (n->subs) {
+        if (has_audience(svc, n)) {
             xml_node_t *ev;
             xml_stanza_t *m = event_message(svc, n, &ev);
             xml_node_set_attr(xml_node_add_child(ev, "purge", NS_PUBSUB_EVENT), "node", n->name);
@@ -1625,7 +1643,7 @@ static void ps_disco_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
     if (n) {
         const char *app;
         xml_node_set_attr(rq, "node", n->name);
-        if (!access_denied(n, bare, &app))
+        if (!access_denied(svc, n, bare, &app))
             for (ps_item_t *it = n->items; it; it = it->next) {
                 xml_node_t *i = xml_node_add_child(rq, "item", NS_DISCO_ITEMS);
                 xml_node_set_attr(i, "jid", svc->jid);
@@ -1643,8 +1661,7 @@ static void ps_disco_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
     out_push(svc, res);
 }
 
-/* Handles one stanza addressed to the service; replies go to svc->out. */
-static void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *from)
+void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *from)
 {
     xml_node_t *root = xml_stanza_root(st);
     if (!xml_node_is(root, "iq", NULL)) {
@@ -1673,7 +1690,65 @@ static void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *fr
     free(bare);
 }
 
-/* ------------------------------------------------------------------ entry: loading */
+void ps_service_init(ps_service_t *svc, tern_server_t *srv, const char *jid, const char *host,
+                     const char *user, const char *owner)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->srv = srv;
+    svc->jid = tern_xstrdup(jid);
+    svc->host = tern_xstrdup(host);
+    svc->user = tern_xstrdup(user);
+    svc->owner = owner ? tern_xstrdup(owner) : NULL;
+    svc->pep = owner != NULL;
+}
+
+void ps_service_clear(ps_service_t *svc)
+{
+    while (svc->nodes) {
+        ps_node_t *n = svc->nodes;
+        svc->nodes = n->next;
+        node_free(n);
+    }
+    for (size_t i = 0; i < svc->nout; i++)
+        xml_stanza_unref(svc->out[i]);
+    free(svc->out);
+    free(svc->jid);
+    free(svc->host);
+    free(svc->user);
+    free(svc->owner);
+    memset(svc, 0, sizeof(*svc));
+}
+
+xml_stanza_t **ps_take_out(ps_service_t *svc, size_t *n)
+{
+    xml_stanza_t **out = svc->out;
+    *n = svc->nout;
+    svc->out = NULL;
+    svc->nout = svc->capout = 0;
+    return out;
+}
+
+bool ps_may_see(ps_service_t *svc, const ps_node_t *n, const char *bare)
+{
+    const char *app;
+    return access_denied(svc, n, bare, &app) == NULL;
+}
+
+bool ps_is_subscriber(const ps_node_t *n, const char *to)
+{
+    return find_sub(n, to) != NULL;
+}
+
+void ps_send_last_items(ps_service_t *svc, const char *to, const char *bare,
+                        bool (*want)(void *ud, const char *node), void *ud)
+{
+    for (ps_node_t *n = svc->nodes; n; n = n->next)
+        if (n->items && strcmp(n->cfg.send_last, "on_sub_and_presence") == 0 &&
+            n->cfg.deliver_notifications && ps_may_see(svc, n, bare) && want(ud, n->name))
+            push_last_item(svc, n, to);
+}
+
+/* ------------------------------------------------------------------ core: loading */
 
 typedef struct kv_rec {
     char *key, *value;
@@ -1681,14 +1756,11 @@ typedef struct kv_rec {
     struct kv_rec *next;
 } kv_rec_t;
 
-typedef struct {
-    pubsub_t *pt;   /* primary */
-    pubsub_t *self; /* the instance of the worker that asked */
-    char *host, *user;
+struct ps_stored {
     kv_rec_t *nodes;
     kv_rec_t **items; /* per node, same order */
     size_t nnodes;
-} load_job_t;
+};
 
 static int collect(void *ud, const char *key, const char *value, size_t len)
 {
@@ -1704,26 +1776,6 @@ static int collect(void *ud, const char *key, const char *value, size_t len)
     return 0;
 }
 
-static int load_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
-{
-    load_job_t *j = arg;
-    int rc = drv->kv_list(db, j->host, j->user, PS_NODES_STORE, collect, &j->nodes);
-    if (rc != 0 && rc != TERN_ENOENT)
-        return rc;
-    for (kv_rec_t *r = j->nodes; r; r = r->next)
-        j->nnodes++;
-    j->items = tern_xcalloc(j->nnodes ? j->nnodes : 1, sizeof(*j->items));
-    size_t i = 0;
-    for (kv_rec_t *r = j->nodes; r; r = r->next, i++) {
-        char *store = items_store(r->key);
-        rc = drv->kv_list(db, j->host, j->user, store, collect, &j->items[i]);
-        free(store);
-        if (rc != 0 && rc != TERN_ENOENT)
-            return rc;
-    }
-    return 0;
-}
-
 static void recs_free(kv_rec_t *r)
 {
     while (r) {
@@ -1733,6 +1785,66 @@ static void recs_free(kv_rec_t *r)
         free(r);
         r = n;
     }
+}
+
+void ps_stored_free(ps_stored_t *j)
+{
+    if (!j)
+        return;
+    for (size_t i = 0; j->items && i < j->nnodes; i++)
+        recs_free(j->items[i]);
+    free(j->items);
+    recs_free(j->nodes);
+    free(j);
+}
+
+int ps_stored_read(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                   const char *user, ps_stored_t **out)
+{
+    ps_stored_t *j = tern_xcalloc(1, sizeof(*j));
+    *out = j;
+    int rc = drv->kv_list(db, host, user, PS_NODES_STORE, collect, &j->nodes);
+    if (rc != 0 && rc != TERN_ENOENT)
+        return rc;
+    for (kv_rec_t *r = j->nodes; r; r = r->next)
+        j->nnodes++;
+    j->items = tern_xcalloc(j->nnodes ? j->nnodes : 1, sizeof(*j->items));
+    size_t i = 0;
+    for (kv_rec_t *r = j->nodes; r; r = r->next, i++) {
+        char *store = items_store(r->key);
+        rc = drv->kv_list(db, host, user, store, collect, &j->items[i]);
+        free(store);
+        if (rc != 0 && rc != TERN_ENOENT)
+            return rc;
+    }
+    return 0;
+}
+
+void ps_stored_apply(ps_service_t *svc, const ps_stored_t *j)
+{
+    size_t i = 0;
+    for (kv_rec_t *r = j ? j->nodes : NULL; r; r = r->next, i++) {
+        if (ps_find(svc, r->key))
+            continue;
+        ps_node_t *n = load_node(svc, r->key, r->value, r->len);
+        for (kv_rec_t *it = j->items ? j->items[i] : NULL; n && it; it = it->next)
+            load_item(n, it->key, it->value, it->len);
+    }
+}
+
+/* ------------------------------------------------------------------ entry: loading */
+
+typedef struct {
+    pubsub_t *pt;   /* primary */
+    pubsub_t *self; /* the instance of the worker that asked */
+    char *host, *user;
+    ps_stored_t *stored;
+} load_job_t;
+
+static int load_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    load_job_t *j = arg;
+    return ps_stored_read(drv, db, j->host, j->user, &j->stored);
 }
 
 /* The creation policy is read from the configuration for each batch (under
@@ -1754,16 +1866,6 @@ static void flush_out(pubsub_t *pt, xml_stanza_t **out, size_t n)
     free(out);
 }
 
-/* Takes the outbox (under the lock) for routing after it. */
-static xml_stanza_t **take_out(pubsub_t *pt, size_t *n)
-{
-    xml_stanza_t **out = pt->svc.out;
-    *n = pt->svc.nout;
-    pt->svc.out = NULL;
-    pt->svc.nout = pt->svc.capout = 0;
-    return out;
-}
-
 static void loaded(void *arg, int result)
 {
     load_job_t *j = arg;
@@ -1771,14 +1873,7 @@ static void loaded(void *arg, int result)
     pthread_mutex_lock(&pt->lock);
     if (result != 0)
         log_warn("pubsub", "loading nodes of %s failed (%d)", pt->domain, result);
-    size_t i = 0;
-    for (kv_rec_t *r = j->nodes; r; r = r->next, i++) {
-        if (ps_find(&pt->svc, r->key))
-            continue;
-        ps_node_t *n = load_node(&pt->svc, r->key, r->value, r->len);
-        for (kv_rec_t *it = j->items ? j->items[i] : NULL; n && it; it = it->next)
-            load_item(n, it->key, it->value, it->len);
-    }
+    ps_stored_apply(&pt->svc, j->stored);
     pt->loaded = true;
     pt->loading = false;
     refresh_policy(pt);
@@ -1796,13 +1891,10 @@ static void loaded(void *arg, int result)
         q = nx;
     }
     size_t nout;
-    xml_stanza_t **out = take_out(pt, &nout);
+    xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
     pthread_mutex_unlock(&pt->lock);
     flush_out(pt, out, nout);
-    for (i = 0; j->items && i < j->nnodes; i++)
-        recs_free(j->items[i]);
-    free(j->items);
-    recs_free(j->nodes);
+    ps_stored_free(j->stored);
     free(j->host);
     free(j->user);
     free(j);
@@ -1860,7 +1952,7 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
     pt->svc.srv = self->srv; /* storage is submitted on the calling loop */
     ps_handle(&pt->svc, ev->stanza, ev->from);
     size_t nout;
-    xml_stanza_t **out = take_out(pt, &nout);
+    xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
     pthread_mutex_unlock(&pt->lock);
     flush_out(self, out, nout);
     return TERN_HANDLED;
@@ -1878,16 +1970,11 @@ static void *pubsub_init(tern_module_t *m)
     pt->domain = tern_xstrdup(hc->pubsub_domain);
     pthread_mutex_init(&pt->lock, NULL);
     pt->qtail = &pt->qhead;
-    pt->svc.srv = pt->srv;
-    pt->svc.jid = tern_xstrdup(pt->domain);
-    pt->svc.host = tern_xstrdup(tern_host_domain(h));
-    pt->svc.user = tern_xstrdup(pt->domain);
+    ps_service_init(&pt->svc, pt->srv, pt->domain, tern_host_domain(h), pt->domain, NULL);
     if (tern_register_service(m, pt->domain, "Publish-Subscribe", on_stanza) != 0) {
         log_error("pubsub", "cannot serve %s: domain already taken", pt->domain);
         pthread_mutex_destroy(&pt->lock);
-        free(pt->svc.jid);
-        free(pt->svc.host);
-        free(pt->svc.user);
+        ps_service_clear(&pt->svc);
         free(pt->domain);
         free(pt);
         return NULL;
@@ -1900,14 +1987,6 @@ static void pubsub_fini(void *state)
     pubsub_t *pt = state;
     if (!pt)
         return;
-    while (pt->svc.nodes) {
-        ps_node_t *n = pt->svc.nodes;
-        pt->svc.nodes = n->next;
-        node_free(n);
-    }
-    for (size_t i = 0; i < pt->svc.nout; i++)
-        xml_stanza_unref(pt->svc.out[i]);
-    free(pt->svc.out);
     while (pt->qhead) {
         queued_t *q = pt->qhead;
         pt->qhead = q->next;
@@ -1916,10 +1995,7 @@ static void pubsub_fini(void *state)
         free(q);
     }
     pthread_mutex_destroy(&pt->lock);
-    free(pt->svc.jid);
-    free(pt->svc.host);
-    free(pt->svc.user);
-    free(pt->svc.owner);
+    ps_service_clear(&pt->svc);
     free(pt->domain);
     free(pt);
 }
