@@ -17,14 +17,14 @@
 
 extern const tern_module_def_t mod_disco, mod_ping, mod_version, mod_time, mod_register, mod_roster,
     mod_offline, mod_vcard, mod_private, mod_last, mod_blocking, mod_carbons, mod_mam, mod_csi,
-    mod_push, mod_muc, mod_pubsub, mod_caps;
+    mod_push, mod_muc, mod_pubsub, mod_caps, mod_pep;
 
 /* Load order is also the order of disco features and of equal-priority
  * hooks; hook order that matters is set by priority. */
 static const tern_module_def_t *const builtin_modules[] = {
-    &mod_disco,   &mod_ping,  &mod_version, &mod_time, &mod_register, &mod_roster,
-    &mod_offline, &mod_vcard, &mod_private, &mod_last, &mod_blocking, &mod_carbons,
-    &mod_mam,     &mod_csi,   &mod_push,    &mod_muc,  &mod_pubsub,   &mod_caps,
+    &mod_disco, &mod_ping,    &mod_version, &mod_time,     &mod_register, &mod_roster, &mod_offline,
+    &mod_vcard, &mod_private, &mod_last,    &mod_blocking, &mod_carbons,  &mod_mam,    &mod_csi,
+    &mod_push,  &mod_muc,     &mod_pubsub,  &mod_caps,     &mod_pep,
 };
 
 struct tern_module {

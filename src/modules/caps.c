@@ -38,9 +38,16 @@ typedef struct {
     hashmap_t asking;
 } caps_t;
 
+typedef struct waiter {
+    caps_learned_cb cb;
+    void *ud;
+    struct waiter *next;
+} waiter_t;
+
 typedef struct {
     caps_t *c;
     char *ver;
+    waiter_t *waiters;
 } query_t;
 
 static caps_t *primary(const tern_host_t *h)
@@ -78,7 +85,7 @@ bool caps_has_feature(const tern_host_t *h, const char *ver, const char *feature
     return has;
 }
 
-static void learn(caps_t *c, const char *ver, const xml_node_t *query)
+static bool learn(caps_t *c, const char *ver, const xml_node_t *query)
 {
     size_t n = 0;
     char **f = tern_xcalloc(CAPS_MAX_FEATURES + 1, sizeof(*f));
@@ -95,9 +102,11 @@ static void learn(caps_t *c, const char *ver, const xml_node_t *query)
         f = NULL;
     }
     pthread_mutex_unlock(&p->mu);
+    bool kept = f == NULL;
     for (size_t i = 0; f && f[i]; i++)
         free(f[i]);
     free(f);
+    return kept;
 }
 
 static void answered(void *ud, const xml_stanza_t *answer)
@@ -108,16 +117,80 @@ static void answered(void *ud, const xml_stanza_t *answer)
     const xml_node_t *query =
         answer ? xml_node_child(xml_stanza_root(answer), "query", NS_DISCO_INFO) : NULL;
     const char *type = answer ? xml_node_attr(xml_stanza_root(answer), "type") : NULL;
+    bool learned = false;
     if (query && type && strcmp(type, "result") == 0) {
         char got[64] = "";
         if (caps_ver_sha1(query, got, sizeof(got)) == 0 && strcmp(got, q->ver) == 0)
-            learn(q->c, q->ver, query);
+            learned = learn(q->c, q->ver, query) || caps_known(q->c->host, q->ver);
         else
             log_debug("caps", "%s announced ver %s but its features hash to %s: not kept",
                       from ? from : "?", q->ver, got);
     }
+    while (q->waiters) {
+        waiter_t *w = q->waiters;
+        q->waiters = w->next;
+        w->cb(w->ud, learned);
+        free(w);
+    }
     free(q->ver);
     free(q);
+}
+
+const char *caps_ver_of(const xml_node_t *cn)
+{
+    const char *hash = xml_node_attr(cn, "hash");
+    const char *node = xml_node_attr(cn, "node");
+    const char *ver = xml_node_attr(cn, "ver");
+    /* Only sha-1 is defined for the verification string of §5.1; the
+     * legacy form without hash cannot be checked and is not trusted. */
+    if (!hash || strcmp(hash, "sha-1") != 0 || !node || !ver || !*ver || strlen(ver) > 64)
+        return NULL;
+    return ver;
+}
+
+int caps_learn(tern_host_t *h, const char *full_jid, const xml_node_t *cn, caps_learned_cb cb,
+               void *ud)
+{
+    caps_t *c = tern_host_module_state(h, &mod_caps);
+    const char *ver = caps_ver_of(cn);
+    if (!c || !ver)
+        return CAPS_UNUSABLE;
+    if (caps_known(h, ver))
+        return CAPS_KNOWN;
+    query_t *q = hashmap_get(&c->asking, ver);
+    if (!q) {
+        xml_stanza_t *iq = xml_stanza_new("iq", NS_CLIENT);
+        xml_node_t *ir = xml_stanza_root(iq);
+        xml_node_set_attr(ir, "type", "get");
+        xml_node_set_attr(ir, "to", full_jid);
+        xml_node_t *qn = xml_node_add_child(ir, "query", NS_DISCO_INFO);
+        const char *node = xml_node_attr(cn, "node");
+        size_t nl = strlen(node) + 1 + strlen(ver) + 1;
+        char *nv = tern_xmalloc(nl);
+        snprintf(nv, nl, "%s#%s", node, ver);
+        xml_node_set_attr(qn, "node", nv);
+        free(nv);
+        q = tern_xcalloc(1, sizeof(*q));
+        q->c = c;
+        q->ver = tern_xstrdup(ver);
+        hashmap_put(&c->asking, q->ver, q);
+        int rc = tern_iq_request(c->host, iq, CAPS_QUERY_SECS, answered, q);
+        xml_stanza_unref(iq);
+        if (rc != 0) {
+            hashmap_del(&c->asking, q->ver);
+            free(q->ver);
+            free(q);
+            return CAPS_UNUSABLE;
+        }
+    }
+    if (cb) {
+        waiter_t *w = tern_xcalloc(1, sizeof(*w));
+        w->cb = cb;
+        w->ud = ud;
+        w->next = q->waiters;
+        q->waiters = w;
+    }
+    return CAPS_PENDING;
 }
 
 static tern_handled_t on_outbound(void *st, tern_stanza_ev_t *ev)
@@ -128,36 +201,11 @@ static tern_handled_t on_outbound(void *st, tern_stanza_ev_t *ev)
         !ev->from->resource)
         return TERN_PASS;
     xml_node_t *cn = xml_node_child(root, "c", NS_CAPS);
-    const char *hash = xml_node_attr(cn, "hash");
-    const char *node = xml_node_attr(cn, "node");
-    const char *ver = xml_node_attr(cn, "ver");
-    /* Only sha-1 is defined for the verification string of §5.1; the
-     * legacy form without hash cannot be checked and is not trusted. */
-    if (!hash || strcmp(hash, "sha-1") != 0 || !node || !ver || !*ver || strlen(ver) > 64 ||
-        caps_known(c->host, ver) || hashmap_get(&c->asking, ver))
+    if (!cn)
         return TERN_PASS;
-    xml_stanza_t *iq = xml_stanza_new("iq", NS_CLIENT);
-    xml_node_t *ir = xml_stanza_root(iq);
-    xml_node_set_attr(ir, "type", "get");
-    char *to = jid_to_string(ev->from);
-    xml_node_set_attr(ir, "to", to);
-    free(to);
-    xml_node_t *qn = xml_node_add_child(ir, "query", NS_DISCO_INFO);
-    size_t nl = strlen(node) + 1 + strlen(ver) + 1;
-    char *nv = tern_xmalloc(nl);
-    snprintf(nv, nl, "%s#%s", node, ver);
-    xml_node_set_attr(qn, "node", nv);
-    free(nv);
-    query_t *q = tern_xcalloc(1, sizeof(*q));
-    q->c = c;
-    q->ver = tern_xstrdup(ver);
-    hashmap_put(&c->asking, q->ver, q);
-    if (tern_iq_request(c->host, iq, CAPS_QUERY_SECS, answered, q) != 0) {
-        hashmap_del(&c->asking, q->ver);
-        free(q->ver);
-        free(q);
-    }
-    xml_stanza_unref(iq);
+    char *from = jid_to_string(ev->from);
+    caps_learn(c->host, from, cn, NULL, NULL);
+    free(from);
     return TERN_PASS;
 }
 

@@ -95,7 +95,7 @@ static void random_id(char out[33])
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-static void out_push(ps_service_t *svc, xml_stanza_t *st)
+void ps_out_push(ps_service_t *svc, xml_stanza_t *st)
 {
     if (svc->nout == svc->capout) {
         svc->capout = svc->capout ? svc->capout * 2 : 8;
@@ -118,7 +118,7 @@ static void ps_error(ps_service_t *svc, const xml_stanza_t *st, const char *type
         if (feature)
             xml_node_set_attr(a, "feature", feature);
     }
-    out_push(svc, err);
+    ps_out_push(svc, err);
 }
 
 static xml_stanza_t *iq_result(ps_service_t *svc, const xml_stanza_t *req)
@@ -620,7 +620,7 @@ static void notify_subs(ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m)
     for (const ps_sub_t *s = n->subs; s; s = s->next) {
         xml_stanza_t *c = xml_stanza_copy(m);
         xml_node_set_attr(xml_stanza_root(c), "to", s->jid);
-        out_push(svc, c);
+        ps_out_push(svc, c);
     }
     xml_stanza_unref(m);
 }
@@ -671,7 +671,7 @@ static void push_last_item(ps_service_t *svc, const ps_node_t *n, const char *to
         xml_node_set_attr(item, "publisher", n->items->publisher);
     if (n->cfg.deliver_payloads)
         add_payload(item, n->items);
-    out_push(svc, m);
+    ps_out_push(svc, m);
 }
 
 /* ------------------------------------------------------------------ core: operations */
@@ -1014,7 +1014,7 @@ static void op_create(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps,
         xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB);
         xml_node_set_attr(xml_node_add_child(p, "create", NS_PUBSUB), "node", name);
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 static void remove_node(ps_service_t *svc, ps_node_t *n)
@@ -1117,7 +1117,7 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
     xml_node_t *pe = xml_node_add_child(p, "publish", NS_PUBSUB);
     xml_node_set_attr(pe, "node", n->name);
     xml_node_set_attr(xml_node_add_child(pe, "item", NS_PUBSUB), "id", id);
-    out_push(svc, res);
+    ps_out_push(svc, res);
     notify_item(svc, n, it);
     if (n->cfg.persist_items) {
         save_item(svc, n, it);
@@ -1173,7 +1173,7 @@ static void op_retract(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *rt
         notify_subs(svc, n, m);
     }
     item_free(it);
-    out_push(svc, iq_result(svc, st));
+    ps_out_push(svc, iq_result(svc, st));
 }
 
 static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *sb,
@@ -1211,7 +1211,7 @@ static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *
     xml_node_set_attr(se, "node", n->name);
     xml_node_set_attr(se, "jid", s->jid);
     xml_node_set_attr(se, "subscription", "subscribed");
-    out_push(svc, res);
+    ps_out_push(svc, res);
     /* §6.1.7: the last published item goes to the new subscriber. */
     if (strcmp(n->cfg.send_last, "never") != 0)
         push_last_item(svc, n, s->jid);
@@ -1250,7 +1250,7 @@ static void op_unsubscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
     xml_node_set_attr(se, "node", n->name);
     xml_node_set_attr(se, "jid", jid);
     xml_node_set_attr(se, "subscription", "none");
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 static void op_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req, const char *bare)
@@ -1310,7 +1310,7 @@ static void op_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
         }
         free(sel);
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 static void op_my_subscriptions(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
@@ -1336,7 +1336,7 @@ static void op_my_subscriptions(ps_service_t *svc, const xml_stanza_t *st, xml_n
             free(b);
         }
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 static void op_my_affiliations(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
@@ -1358,7 +1358,7 @@ static void op_my_affiliations(ps_service_t *svc, const xml_stanza_t *st, xml_no
         xml_node_set_attr(ae, "node", n->name);
         xml_node_set_attr(ae, "affiliation", aff_names[a + 1]);
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 /* iq with a <pubsub xmlns='http://jabber.org/protocol/pubsub'/> payload. */
@@ -1428,7 +1428,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
         xml_stanza_t *res = iq_result(svc, st);
         xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB_OWNER);
         config_form(&tmp, xml_node_add_child(p, "default", NS_PUBSUB_OWNER));
-        out_push(svc, res);
+        ps_out_push(svc, res);
         return;
     }
     if (!(n = owned_node(svc, st, c, bare)))
@@ -1440,7 +1440,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             xml_node_t *ce = xml_node_add_child(p, "configure", NS_PUBSUB_OWNER);
             xml_node_set_attr(ce, "node", n->name);
             config_form(n, ce);
-            out_push(svc, res);
+            ps_out_push(svc, res);
             return;
         }
         xml_node_t *x = xml_node_child(c, "x", NS_DATA);
@@ -1450,7 +1450,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             return;
         }
         if (type && strcmp(type, "cancel") == 0) {
-            out_push(svc, iq_result(svc, st));
+            ps_out_push(svc, iq_result(svc, st));
             return;
         }
         if (!apply_config(n, x)) {
@@ -1459,7 +1459,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
         }
         trim_items(svc, n);
         save_node(svc, n);
-        out_push(svc, iq_result(svc, st));
+        ps_out_push(svc, iq_result(svc, st));
     } else if (is_set && xml_node_is(c, "delete", NS_PUBSUB_OWNER)) {
         if (n->cfg.notify_delete && has_audience(svc, n)) {
             xml_node_t *ev;
@@ -1468,7 +1468,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             notify_subs(svc, n, m);
         }
         remove_node(svc, n);
-        out_push(svc, iq_result(svc, st));
+        ps_out_push(svc, iq_result(svc, st));
     } else if (is_set && xml_node_is(c, "purge", NS_PUBSUB_OWNER)) {
         while (n->items) {
             ps_item_t *it = n->items;
@@ -1483,7 +1483,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             xml_node_set_attr(xml_node_add_child(ev, "purge", NS_PUBSUB_EVENT), "node", n->name);
             notify_subs(svc, n, m);
         }
-        out_push(svc, iq_result(svc, st));
+        ps_out_push(svc, iq_result(svc, st));
     } else if (xml_node_is(c, "subscriptions", NS_PUBSUB_OWNER)) {
         if (!is_set) {
             xml_stanza_t *res = iq_result(svc, st);
@@ -1495,7 +1495,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
                 xml_node_set_attr(e, "jid", s->jid);
                 xml_node_set_attr(e, "subscription", "subscribed");
             }
-            out_push(svc, res);
+            ps_out_push(svc, res);
             return;
         }
         for (xml_node_t *e = xml_node_child(c, "subscription", NS_PUBSUB_OWNER); e;
@@ -1516,7 +1516,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
                 add_sub(n, jid);
         }
         save_node(svc, n);
-        out_push(svc, iq_result(svc, st));
+        ps_out_push(svc, iq_result(svc, st));
     } else if (xml_node_is(c, "affiliations", NS_PUBSUB_OWNER)) {
         if (!is_set) {
             xml_stanza_t *res = iq_result(svc, st);
@@ -1528,7 +1528,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
                 xml_node_set_attr(e, "jid", a->jid);
                 xml_node_set_attr(e, "affiliation", aff_names[a->aff + 1]);
             }
-            out_push(svc, res);
+            ps_out_push(svc, res);
             return;
         }
         for (xml_node_t *e = xml_node_child(c, "affiliation", NS_PUBSUB_OWNER); e;
@@ -1551,7 +1551,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
         if (!n->affs) /* the last owner cannot leave the node ownerless */
             set_aff(n, bare, PA_OWNER);
         save_node(svc, n);
-        out_push(svc, iq_result(svc, st));
+        ps_out_push(svc, iq_result(svc, st));
     } else {
         ps_error(svc, st, "cancel", "feature-not-implemented", NULL, NULL);
     }
@@ -1626,7 +1626,7 @@ static void ps_disco_info(ps_service_t *svc, const xml_stanza_t *st, xml_node_t 
             xml_node_set_attr(xml_node_add_child(rq, "feature", NS_DISCO_INFO), "var", var);
         }
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 static void ps_disco_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *q,
@@ -1658,7 +1658,7 @@ static void ps_disco_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
                 xml_node_set_attr(i, "name", n->cfg.title);
         }
     }
-    out_push(svc, res);
+    ps_out_push(svc, res);
 }
 
 void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *from)

@@ -328,6 +328,30 @@ int roster_storage_subscription(const storage_driver_t *drv, storage_db_t *db, c
     return rc < 0 ? rc : bits;
 }
 
+typedef struct {
+    roster_item_cb cb;
+    void *ud;
+} each_t;
+
+static int each_item(void *ud, const char *key, const char *value, size_t len)
+{
+    each_t *e = ud;
+    ritem_t it;
+    if (decode_item(key, value, len, &it) != 0)
+        return 0; /* unreadable: skipped, as a missing item */
+    int rc = e->cb(e->ud, it.jid, it.sub, it.groups, it.ngroups);
+    item_clear(&it);
+    return rc;
+}
+
+int roster_storage_each(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user, roster_item_cb cb, void *ud)
+{
+    each_t e = {cb, ud};
+    int rc = drv->kv_list(db, host, user, ROSTER_STORE, each_item, &e);
+    return rc == TERN_ENOENT ? 0 : rc;
+}
+
 /* ---- the state machines (storage thread) ---- */
 
 /* Marks the item changed: it is written, the version bumped and the

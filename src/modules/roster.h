@@ -23,4 +23,12 @@ enum { ROSTER_SUB_TO = 1, ROSTER_SUB_FROM = 2 };
 int roster_storage_subscription(const storage_driver_t *drv, storage_db_t *db, const char *host,
                                 const char *user, const char *contact_bare);
 
+/* Calls cb for every item of user's roster on host, with its subscription
+ * bits and groups (borrowed for the call); stops at cb's first non-zero
+ * return, which it returns. Storage thread only. */
+typedef int (*roster_item_cb)(void *ud, const char *contact_bare, unsigned sub, char *const *groups,
+                              size_t ngroups);
+int roster_storage_each(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user, roster_item_cb cb, void *ud);
+
 #endif

@@ -1,0 +1,680 @@
+/* SPDX-License-Identifier: MIT
+ * pep.c - Personal Eventing via PubSub (XEP-0163): a publish-subscribe
+ * service on every account's bare JID, where clients keep avatars,
+ * nicknames, bookmarks and OMEMO keys.
+ *
+ * Each account's nodes are a ps_service_t of the node core (pubsub.h)
+ * with the owner as the only creator and PEP defaults (presence access,
+ * one item, last item sent on presence). Everything about an account
+ * happens on the worker that owns it (its sessions, the iqs to its bare
+ * JID, the presences to it), so an account's state needs no lock.
+ *
+ * Who gets a notification (§4.3): explicit subscribers, plus every
+ * "recipient": an available resource of the owner or of anyone who sent
+ * the owner presence, whose entity capabilities (XEP-0115, learnt by
+ * caps.c) list <node>+notify, and who passes the node's access model.
+ * Recipients come and go with presence; a new one, or one whose caps ver
+ * changed, gets the newest item of every node it wants (§4.3.2).
+ *
+ * Access models presence and roster are answered from the owner's
+ * roster, which lives in storage: every batch of events for an account
+ * first reads the roster (with the nodes, the first time) in one storage
+ * job, then handles the events in arrival order. An account with no
+ * session and nothing queued is dropped from memory after its batch.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/common.h"
+#include "../core/hashmap.h"
+#include "../core/log.h"
+#include "../xml/ns.h"
+#include "caps.h"
+#include "pubsub.h"
+#include "roster.h"
+#include "tern/module.h"
+
+#define PEP_MAX_QUEUED 256 /* events waiting for one account's batch */
+#define PEP_MAX_RECIPS 1024
+
+extern const tern_module_def_t mod_pep;
+
+typedef struct {
+    unsigned sub;
+    char **groups; /* NULL-terminated */
+    char jid[];    /* the map's key */
+} contact_t;
+
+typedef struct {
+    char *ver;   /* caps verification string, "" for none */
+    char full[]; /* the map's key */
+} recip_t;
+
+typedef enum { EV_IQ, EV_LAST } ev_kind_t;
+
+typedef struct ev {
+    ev_kind_t kind;
+    xml_stanza_t *st; /* EV_IQ */
+    jid_t from;       /* EV_IQ */
+    char *to;         /* EV_LAST: the recipient's full JID */
+    struct ev *next;
+} ev_t;
+
+typedef struct pep pep_t;
+
+typedef struct {
+    pep_t *pep;
+    char *bare, *local;
+    ps_service_t svc;
+    ps_hooks_t hooks;
+    bool loaded;      /* nodes read from storage */
+    bool busy;        /* a storage job is in flight */
+    hashmap_t roster; /* contact bare JID -> contact_t */
+    hashmap_t recips; /* recipient full JID -> recip_t */
+    ev_t *qhead, **qtail;
+    size_t nq;
+} acct_t;
+
+struct pep {
+    tern_host_t *host;
+    tern_server_t *srv;
+    hashmap_t accts; /* bare JID -> acct_t (key = acct->bare) */
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static char *bare_of(const char *full)
+{
+    jid_t j;
+    if (jid_parse(full, &j) != 0)
+        return NULL;
+    char *b = jid_bare_string(&j);
+    jid_clear(&j);
+    return b;
+}
+
+static void contact_free(contact_t *c)
+{
+    for (size_t i = 0; c->groups && c->groups[i]; i++)
+        free(c->groups[i]);
+    free(c->groups);
+    free(c);
+}
+
+static void recip_free(recip_t *r)
+{
+    free(r->ver);
+    free(r);
+}
+
+/* Empties a map of contact_t (is_roster) or recip_t, ready for reuse. */
+static void map_clear(hashmap_t *m, bool is_roster)
+{
+    const char *k;
+    void *v;
+    for (size_t it = 0; hashmap_next(m, &it, &k, &v);) {
+        if (is_roster)
+            contact_free(v);
+        else
+            recip_free(v);
+    }
+    hashmap_free(m);
+    hashmap_init(m);
+}
+
+static void ev_free(ev_t *e)
+{
+    if (e->st)
+        xml_stanza_unref(e->st);
+    jid_clear(&e->from);
+    free(e->to);
+    free(e);
+}
+
+static bool owner_online(const acct_t *a)
+{
+    return tern_user_sessions(a->pep->host, a->bare) != NULL;
+}
+
+/* ------------------------------------------------------------------ core hooks */
+
+/* presence: the contact receives the owner's presence (subscription from
+ * or both); roster: the contact is in one of the node's allowed groups. */
+static bool roster_allows(void *ud, const ps_node_t *n, const char *bare)
+{
+    acct_t *a = ud;
+    const contact_t *c = hashmap_get(&a->roster, bare);
+    if (!c)
+        return false;
+    if (strcmp(n->cfg.access_model, "presence") == 0)
+        return (c->sub & ROSTER_SUB_FROM) != 0;
+    for (size_t i = 0; c->groups && c->groups[i]; i++) {
+        const char *g = n->cfg.roster_groups;
+        size_t gl = strlen(c->groups[i]);
+        while (g && *g) {
+            const char *nl = strchr(g, '\n');
+            size_t len = nl ? (size_t)(nl - g) : strlen(g);
+            if (len == gl && memcmp(g, c->groups[i], gl) == 0)
+                return true;
+            g = nl ? nl + 1 : g + len;
+        }
+    }
+    return false;
+}
+
+/* Whether the client behind ver asked for node's notifications (§4.3). */
+static bool wants(const acct_t *a, const char *ver, const char *node)
+{
+    if (!ver || !*ver)
+        return false;
+    size_t len = strlen(node) + sizeof("+notify");
+    char *feat = tern_xmalloc(len);
+    snprintf(feat, len, "%s+notify", node);
+    bool yes = caps_has_feature(a->pep->host, ver, feat);
+    free(feat);
+    return yes;
+}
+
+static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_stanza_t *m)
+{
+    acct_t *a = ud;
+    const char *full;
+    void *v;
+    for (size_t it = 0; hashmap_next(&a->recips, &it, &full, &v);) {
+        const recip_t *r = v;
+        if (ps_is_subscriber(n, full) || !wants(a, r->ver, n->name))
+            continue;
+        char *bare = bare_of(full);
+        bool ok = bare && !ps_is_subscriber(n, bare) && ps_may_see(svc, n, bare);
+        free(bare);
+        if (!ok)
+            continue;
+        xml_stanza_t *c = xml_stanza_copy(m);
+        xml_node_set_attr(xml_stanza_root(c), "to", full);
+        ps_out_push(svc, c);
+    }
+}
+
+typedef struct {
+    acct_t *a;
+    const char *ver;
+} want_ctx_t;
+
+static bool want_node(void *ud, const char *node)
+{
+    want_ctx_t *w = ud;
+    return wants(w->a, w->ver, node);
+}
+
+/* ------------------------------------------------------------------ accounts */
+
+static acct_t *acct_get(pep_t *p, const char *bare, bool create)
+{
+    acct_t *a = hashmap_get(&p->accts, bare);
+    if (a || !create)
+        return a;
+    const char *at = strchr(bare, '@');
+    if (!at)
+        return NULL;
+    a = tern_xcalloc(1, sizeof(*a));
+    a->pep = p;
+    a->bare = tern_xstrdup(bare);
+    a->local = tern_xstrndup(bare, (size_t)(at - bare));
+    ps_service_init(&a->svc, p->srv, bare, at + 1, a->local, bare);
+    a->hooks.roster_allows = roster_allows;
+    a->hooks.fanout = fanout;
+    a->hooks.ud = a;
+    a->svc.hooks = &a->hooks;
+    hashmap_init(&a->roster);
+    hashmap_init(&a->recips);
+    a->qtail = &a->qhead;
+    hashmap_put(&p->accts, a->bare, a);
+    return a;
+}
+
+static void acct_free(acct_t *a)
+{
+    while (a->qhead) {
+        ev_t *e = a->qhead;
+        a->qhead = e->next;
+        ev_free(e);
+    }
+    ps_service_clear(&a->svc);
+    map_clear(&a->roster, true);
+    hashmap_free(&a->roster);
+    map_clear(&a->recips, false);
+    hashmap_free(&a->recips);
+    free(a->bare);
+    free(a->local);
+    free(a);
+}
+
+/* Forgets an account nobody needs in memory: its owner is offline (so no
+ * recipient can be tracked) and nothing waits for it. */
+static void acct_maybe_drop(acct_t *a)
+{
+    if (a->busy || a->qhead || owner_online(a))
+        return;
+    hashmap_del(&a->pep->accts, a->bare);
+    acct_free(a);
+}
+
+static void route_out(acct_t *a)
+{
+    size_t n;
+    xml_stanza_t **out = ps_take_out(&a->svc, &n);
+    for (size_t i = 0; i < n; i++) {
+        tern_route(a->pep->srv, out[i]);
+        xml_stanza_unref(out[i]);
+    }
+    free(out);
+}
+
+static void learned(void *ud, bool ok);
+
+typedef struct {
+    pep_t *pep;
+    char *bare, *full;
+} caps_wait_t;
+
+/* Sends to (a recipient) the newest items it wants, once its caps are
+ * known; asks for them when they are not. */
+static void send_last(acct_t *a, const char *to)
+{
+    const recip_t *r = hashmap_get(&a->recips, to);
+    const char *ver = r ? r->ver : NULL;
+    if (!ver || !*ver)
+        return;
+    if (!caps_known(a->pep->host, ver))
+        return; /* learned() queues another EV_LAST when they arrive */
+    char *bare = bare_of(to);
+    if (!bare)
+        return;
+    want_ctx_t w = {a, ver};
+    ps_send_last_items(&a->svc, to, bare, want_node, &w);
+    free(bare);
+}
+
+static void run_events(acct_t *a)
+{
+    ev_t *e = a->qhead;
+    a->qhead = NULL;
+    a->qtail = &a->qhead;
+    a->nq = 0;
+    while (e) {
+        ev_t *next = e->next;
+        if (e->kind == EV_IQ)
+            ps_handle(&a->svc, e->st, &e->from);
+        else
+            send_last(a, e->to);
+        ev_free(e);
+        e = next;
+    }
+    route_out(a);
+}
+
+typedef struct {
+    pep_t *pep;
+    char *bare, *host, *user;
+    bool want_nodes;
+    ps_stored_t *stored;
+    hashmap_t roster;
+} batch_t;
+
+static int put_contact(void *ud, const char *contact, unsigned sub, char *const *groups,
+                       size_t ngroups)
+{
+    hashmap_t *m = ud;
+    size_t jl = strlen(contact) + 1;
+    contact_t *c = tern_xcalloc(1, sizeof(*c) + jl);
+    memcpy(c->jid, contact, jl);
+    c->sub = sub;
+    c->groups = tern_xcalloc(ngroups + 1, sizeof(char *));
+    for (size_t i = 0; i < ngroups; i++)
+        c->groups[i] = tern_xstrdup(groups[i]);
+    contact_t *old = hashmap_del(m, c->jid);
+    if (old)
+        contact_free(old);
+    hashmap_put(m, c->jid, c);
+    return 0;
+}
+
+static int batch_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    batch_t *b = arg;
+    int rc = roster_storage_each(drv, db, b->host, b->user, put_contact, &b->roster);
+    if (rc == 0 && b->want_nodes)
+        rc = ps_stored_read(drv, db, b->host, b->user, &b->stored);
+    return rc;
+}
+
+static void batch_free(batch_t *b)
+{
+    ps_stored_free(b->stored);
+    map_clear(&b->roster, true);
+    hashmap_free(&b->roster);
+    free(b->bare);
+    free(b->host);
+    free(b->user);
+    free(b);
+}
+
+static void kick(acct_t *a);
+
+static void batch_done(void *arg, int result)
+{
+    batch_t *b = arg;
+    acct_t *a = acct_get(b->pep, b->bare, false);
+    if (!a) {
+        batch_free(b);
+        return;
+    }
+    a->busy = false;
+    if (result != 0) {
+        /* Without the nodes every answer would be wrong: tell the
+         * askers to retry rather than serve an empty service. */
+        log_warn("pep", "loading %s failed (%d)", a->bare, result);
+        for (ev_t *e = a->qhead; e; e = e->next)
+            if (e->kind == EV_IQ)
+                tern_bounce(a->pep->srv, e->st, "wait", "internal-server-error", NULL);
+        while (a->qhead) {
+            ev_t *e = a->qhead;
+            a->qhead = e->next;
+            ev_free(e);
+        }
+        a->qtail = &a->qhead;
+        a->nq = 0;
+    } else {
+        if (b->want_nodes && !a->loaded) {
+            ps_stored_apply(&a->svc, b->stored);
+            a->loaded = true;
+        }
+        map_clear(&a->roster, true);
+        hashmap_free(&a->roster);
+        a->roster = b->roster;
+        hashmap_init(&b->roster);
+        run_events(a);
+    }
+    batch_free(b);
+    if (a->qhead)
+        kick(a);
+    else
+        acct_maybe_drop(a);
+}
+
+/* Starts a batch for a's queued events unless one is running. */
+static void kick(acct_t *a)
+{
+    if (a->busy || !a->qhead)
+        return;
+    batch_t *b = tern_xcalloc(1, sizeof(*b));
+    b->pep = a->pep;
+    b->bare = tern_xstrdup(a->bare);
+    b->host = tern_xstrdup(a->svc.host);
+    b->user = tern_xstrdup(a->local);
+    b->want_nodes = !a->loaded;
+    hashmap_init(&b->roster);
+    a->busy = true;
+    if (tern_storage_submit(a->pep->srv, batch_run, batch_done, b) != 0) {
+        batch_free(b);
+        a->busy = false;
+        for (ev_t *e = a->qhead; e; e = e->next)
+            if (e->kind == EV_IQ)
+                tern_bounce(a->pep->srv, e->st, "wait", "resource-constraint", NULL);
+        while (a->qhead) {
+            ev_t *e = a->qhead;
+            a->qhead = e->next;
+            ev_free(e);
+        }
+        a->qtail = &a->qhead;
+        a->nq = 0;
+    }
+}
+
+static bool enqueue(acct_t *a, ev_t *e)
+{
+    if (a->nq >= PEP_MAX_QUEUED) {
+        ev_free(e);
+        return false;
+    }
+    *a->qtail = e;
+    a->qtail = &e->next;
+    a->nq++;
+    kick(a);
+    return true;
+}
+
+static void queue_last(acct_t *a, const char *to)
+{
+    ev_t *e = tern_xcalloc(1, sizeof(*e));
+    e->kind = EV_LAST;
+    e->to = tern_xstrdup(to);
+    enqueue(a, e);
+}
+
+static void learned(void *ud, bool ok)
+{
+    caps_wait_t *w = ud;
+    acct_t *a = ok ? acct_get(w->pep, w->bare, false) : NULL;
+    if (a && hashmap_get(&a->recips, w->full))
+        queue_last(a, w->full);
+    free(w->bare);
+    free(w->full);
+    free(w);
+}
+
+/* ------------------------------------------------------------------ recipients */
+
+/* An available presence from full (the owner's own resource or a contact)
+ * with its caps element c (or NULL): (re)records it, and sends it the last
+ * items when it is new or its capabilities changed. */
+static void recipient_up(acct_t *a, const char *full, const xml_node_t *c)
+{
+    const char *ver = c ? caps_ver_of(c) : NULL;
+    recip_t *r = hashmap_get(&a->recips, full);
+    if (r && strcmp(r->ver, ver ? ver : "") == 0)
+        return;
+    if (!r) {
+        if (hashmap_count(&a->recips) >= PEP_MAX_RECIPS)
+            return;
+        size_t fl = strlen(full) + 1;
+        r = tern_xcalloc(1, sizeof(*r) + fl);
+        memcpy(r->full, full, fl);
+        hashmap_put(&a->recips, r->full, r);
+    }
+    free(r->ver);
+    r->ver = tern_xstrdup(ver ? ver : "");
+    if (!ver)
+        return;
+    caps_wait_t *w = tern_xcalloc(1, sizeof(*w));
+    w->pep = a->pep;
+    w->bare = tern_xstrdup(a->bare);
+    w->full = tern_xstrdup(full);
+    int state = caps_learn(a->pep->host, full, c, learned, w);
+    if (state != CAPS_PENDING) {
+        free(w->bare);
+        free(w->full);
+        free(w);
+    }
+    if (state == CAPS_KNOWN)
+        queue_last(a, full);
+}
+
+static void recipient_down(acct_t *a, const char *full)
+{
+    recip_t *r = hashmap_del(&a->recips, full);
+    if (r)
+        recip_free(r);
+}
+
+/* The owner's own broadcast presence: its resources are recipients too. */
+static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
+{
+    pep_t *p = state;
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    if (ev->to || strcmp(root->name, "presence") != 0 || !ev->from || !ev->from->resource)
+        return TERN_PASS;
+    const char *type = xml_node_attr(root, "type");
+    if (type && strcmp(type, "unavailable") != 0)
+        return TERN_PASS;
+    char *bare = jid_bare_string(ev->from);
+    char *full = jid_to_string(ev->from);
+    acct_t *a = acct_get(p, bare, !type);
+    if (a && !type)
+        recipient_up(a, full, xml_node_child(root, "c", NS_CAPS));
+    else if (a)
+        recipient_down(a, full);
+    free(bare);
+    free(full);
+    return TERN_PASS;
+}
+
+/* Presence from a contact to the owner: the contact's resource is a
+ * recipient while available. */
+static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
+{
+    pep_t *p = state;
+    xml_node_t *root = xml_stanza_root(ev->stanza);
+    if (strcmp(root->name, "presence") != 0 || !ev->from || !ev->from->resource || !ev->to)
+        return TERN_PASS;
+    const char *type = xml_node_attr(root, "type");
+    bool up = !type;
+    if (!up && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
+        return TERN_PASS;
+    char *bare = jid_bare_string(ev->to);
+    char *from_bare = jid_bare_string(ev->from);
+    acct_t *a = NULL;
+    if (bare && from_bare && strcmp(bare, from_bare) != 0) {
+        a = acct_get(p, bare, false);
+        if (!a && up && tern_user_sessions(p->host, bare))
+            a = acct_get(p, bare, true);
+    }
+    if (a) {
+        char *full = jid_to_string(ev->from);
+        if (up)
+            recipient_up(a, full, xml_node_child(root, "c", NS_CAPS));
+        else
+            recipient_down(a, full);
+        free(full);
+    }
+    free(bare);
+    free(from_bare);
+    return TERN_PASS;
+}
+
+/* The owner's last session is gone: contacts' presences will stop coming,
+ * so the recipients go with it. */
+static void on_closed(void *state, tern_session_t *s)
+{
+    pep_t *p = state;
+    const jid_t *j = tern_session_jid(s);
+    if (!j)
+        return;
+    char *bare = jid_bare_string(j);
+    acct_t *a = bare ? acct_get(p, bare, false) : NULL;
+    if (a) {
+        char *full = jid_to_string(j);
+        recipient_down(a, full);
+        free(full);
+        bool others = false;
+        for (tern_session_t *o = tern_user_sessions(p->host, bare); o;
+             o = tern_session_next_resource(o))
+            others |= o != s;
+        if (!others) {
+            map_clear(&a->recips, false);
+            if (!a->busy && !a->qhead) {
+                hashmap_del(&p->accts, a->bare);
+                acct_free(a);
+            }
+        }
+    }
+    free(bare);
+}
+
+/* ------------------------------------------------------------------ iqs */
+
+static tern_handled_t on_iq(void *state, tern_iq_t *iq)
+{
+    pep_t *p = state;
+    if (!iq->from || !iq->from->local)
+        return TERN_PASS;
+    const jid_t *svc = iq->to ? iq->to : iq->from;
+    char *bare = jid_bare_string(svc);
+    acct_t *a = bare ? acct_get(p, bare, true) : NULL;
+    free(bare);
+    if (!a)
+        return TERN_PASS;
+    ev_t *e = tern_xcalloc(1, sizeof(*e));
+    e->kind = EV_IQ;
+    if (jid_copy(iq->from, &e->from) != 0) {
+        ev_free(e);
+        tern_iq_error(iq, "wait", "internal-server-error", NULL);
+        return TERN_HANDLED;
+    }
+    e->st = xml_stanza_ref(iq->stanza);
+    if (!enqueue(a, e))
+        tern_iq_error(iq, "wait", "resource-constraint", NULL);
+    return TERN_HANDLED;
+}
+
+static void *pep_init(tern_module_t *m)
+{
+    pep_t *p = tern_xcalloc(1, sizeof(*p));
+    p->host = tern_module_host(m);
+    p->srv = tern_host_server(p->host);
+    hashmap_init(&p->accts);
+    tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_PUBSUB, "pubsub", on_iq);
+    tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_PUBSUB_OWNER, "pubsub", on_iq);
+    tern_register_disco_identity(m, TERN_SCOPE_ACCOUNT, "pubsub", "pep", NULL);
+    static const char *const features[] = {
+        NS_PUBSUB,
+        NS_PUBSUB "#access-presence",
+        NS_PUBSUB "#access-open",
+        NS_PUBSUB "#access-roster",
+        NS_PUBSUB "#access-whitelist",
+        NS_PUBSUB "#auto-create",
+        NS_PUBSUB "#auto-subscribe",
+        NS_PUBSUB "#config-node",
+        NS_PUBSUB "#config-node-max",
+        NS_PUBSUB "#create-and-configure",
+        NS_PUBSUB "#create-nodes",
+        NS_PUBSUB "#delete-items",
+        NS_PUBSUB "#delete-nodes",
+        NS_PUBSUB "#filtered-notifications",
+        NS_PUBSUB "#item-ids",
+        NS_PUBSUB "#last-published",
+        NS_PUBSUB "#multi-items",
+        NS_PUBSUB "#persistent-items",
+        NS_PUBSUB "#presence-notifications",
+        NS_PUBSUB "#publish",
+        NS_PUBSUB "#publish-options",
+        NS_PUBSUB "#purge-nodes",
+        NS_PUBSUB "#retract-items",
+        NS_PUBSUB "#retrieve-affiliations",
+        NS_PUBSUB "#retrieve-items",
+        NS_PUBSUB "#retrieve-subscriptions",
+        NS_PUBSUB "#subscribe",
+    };
+    for (size_t i = 0; i < TERN_ARRAY_LEN(features); i++)
+        tern_register_disco_feature(m, TERN_SCOPE_ACCOUNT, features[i]);
+    /* after blocking (100), before offline storage (-50) */
+    tern_register_hook(m, TERN_HOOK_INBOUND, -40, on_inbound);
+    tern_register_hook(m, TERN_HOOK_OUTBOUND, -110, on_outbound);
+    tern_register_session_closed(m, on_closed);
+    return p;
+}
+
+static void pep_fini(void *state)
+{
+    pep_t *p = state;
+    const char *k;
+    void *v;
+    for (size_t it = 0; hashmap_next(&p->accts, &it, &k, &v);)
+        acct_free(v);
+    hashmap_free(&p->accts);
+    free(p);
+}
+
+const tern_module_def_t mod_pep = {"pep", TERN_MODULE_API_VERSION, pep_init, pep_fini};

@@ -1,0 +1,272 @@
+"""Personal eventing (XEP-0163) on account bare JIDs, with raw clients so
+that every stanza can be checked exactly: auto-create on publish, +notify
+filtering through entity capabilities (XEP-0115), the last item on
+presence, roster-governed access, publish-options for OMEMO-style nodes
+(XEP-0384), and persistence across a restart. Every scenario runs with one
+and with two workers (alice and bob then live on different workers)."""
+
+import base64
+import hashlib
+
+import pytest
+
+from xmpp_raw import NS_CLIENT, q, server_login, stanza_error
+
+NS_PS = "http://jabber.org/protocol/pubsub"
+NS_PS_OWNER = NS_PS + "#owner"
+NS_PS_EVENT = NS_PS + "#event"
+NS_PS_ERRORS = NS_PS + "#errors"
+NS_CAPS = "http://jabber.org/protocol/caps"
+NS_DATA = "jabber:x:data"
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_NICK = "http://jabber.org/protocol/nick"
+NS_AVATAR_META = "urn:xmpp:avatar:metadata"
+NS_OMEMO_DEVICES = "eu.siacs.conversations.axolotl.devicelist"
+CAPS_NODE = "https://tern.example/test"
+
+
+@pytest.fixture(params=[1, 2], ids=["1worker", "2workers"])
+def srv(tern, request):
+    return tern(workers=request.param)
+
+
+def ver_of(identity, features):
+    s = identity + "<" + "".join(f + "<" for f in sorted(features))
+    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+def is_presence(frm, type_=None):
+    return lambda e: (e.tag == q(NS_CLIENT, "presence") and e.get("from") == frm
+                      and e.get("type") == type_)
+
+
+def is_caps_query(e):
+    return (e.tag == q(NS_CLIENT, "iq") and e.get("type") == "get"
+            and e.find(q(DISCO_INFO, "query")) is not None)
+
+
+def event_of(e, node=None):
+    """The <items/> of a PEP event message, or None."""
+    if e.tag != q(NS_CLIENT, "message"):
+        return None
+    ev = e.find(q(NS_PS_EVENT, "event"))
+    items = ev.find(q(NS_PS_EVENT, "items")) if ev is not None else None
+    if items is None or (node and items.get("node") != node):
+        return None
+    return items
+
+
+def settle(*streams, wait=0.4):
+    for s in streams:
+        s.pump(wait)
+        s.pending.clear()
+
+
+def online(server, jid, notify=(), answer_caps=True):
+    """A raw session announcing caps with <ns>+notify for each ns in
+    notify; answers the server's disco#info of node#ver."""
+    feats = [DISCO_INFO, NS_CAPS] + [n + "+notify" for n in notify]
+    ver = ver_of("client/pc//T", feats)
+    s = server_login(server, jid)
+    s.send("<presence><c xmlns='%s' hash='sha-1' node='%s' ver='%s'/></presence>"
+           % (NS_CAPS, CAPS_NODE, ver))
+    s.caps_feats = feats
+    if answer_caps:
+        answer_caps_query(s, optional=True)
+    return s
+
+
+def answer_caps_query(s, optional=False, timeout=3.0):
+    try:
+        iq = s.expect(is_caps_query, timeout=timeout, what="caps query")
+    except (TimeoutError, AssertionError):
+        if optional:
+            return False
+        raise
+    feats = "".join("<feature var='%s'/>" % f for f in s.caps_feats)
+    s.send("<iq type='result' id='%s' to='%s'><query xmlns='%s' node='%s'>"
+           "<identity category='client' type='pc' name='T'/>%s</query></iq>"
+           % (iq.get("id"), iq.get("from"), DISCO_INFO,
+              iq.find(q(DISCO_INFO, "query")).get("node"), feats))
+    return True
+
+
+def subscribe_both(a, b, a_bare, b_bare):
+    for x, y, x_bare, y_bare in ((a, b, a_bare, b_bare), (b, a, b_bare, a_bare)):
+        x.send("<presence to='%s' type='subscribe'/>" % y_bare)
+        y.expect(is_presence(x_bare, "subscribe"), what="subscribe")
+        y.send("<presence to='%s' type='subscribed'/>" % x_bare)
+        x.expect(is_presence(y_bare, "subscribed"), what="subscribed")
+    settle(a, b, wait=0.6)
+
+
+def publish(s, node, item_id, payload, options=None):
+    po = ""
+    if options:
+        po = ("<publish-options><x xmlns='%s' type='submit'>"
+              "<field var='FORM_TYPE' type='hidden'><value>%s#publish-options</value></field>%s"
+              "</x></publish-options>"
+              % (NS_DATA, NS_PS, "".join("<field var='%s'><value>%s</value></field>" % kv
+                                          for kv in options.items())))
+    return s.iq("set", "<pubsub xmlns='%s'><publish node='%s'><item id='%s'>%s</item></publish>%s"
+                "</pubsub>" % (NS_PS, node, item_id, payload, po))
+
+
+def ok(res):
+    assert res.get("type") == "result", stanza_error(res)
+    return res
+
+
+def nick(n):
+    return "<nick xmlns='%s'>%s</nick>" % (NS_NICK, n)
+
+
+def expect_event(s, node, frm, what="PEP event"):
+    return s.expect(lambda e: event_of(e, node) is not None and e.get("from") == frm,
+                    what=what)
+
+
+def no_event(s, node, wait=1.0):
+    s.pump(wait)
+    got = [e for e in s.pending if event_of(e, node) is not None]
+    s.pending.clear()
+    assert not got, "unexpected event: %r" % got
+
+
+def test_disco_identity_and_features(srv):
+    """§6.1: the account's bare JID is a pubsub/pep entity with the
+    publish-options feature clients check before publishing OMEMO keys."""
+    a = server_login(srv, "alice@localhost/pc")
+    res = ok(a.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to="alice@localhost"))
+    qe = res.find(q(DISCO_INFO, "query"))
+    ids = [(i.get("category"), i.get("type")) for i in qe.findall(q(DISCO_INFO, "identity"))]
+    assert ("pubsub", "pep") in ids
+    feats = {f.get("var") for f in qe.findall(q(DISCO_INFO, "feature"))}
+    for f in ("#publish", "#publish-options", "#auto-create", "#last-published",
+              "#filtered-notifications", "#access-presence"):
+        assert NS_PS + f in feats, f
+    a.close()
+
+
+def test_publish_notifies_contacts_by_notify_caps(srv):
+    """§4.3: auto-create on first publish; the owner's own resource and a
+    subscribed contact whose caps have nick+notify get the event from the
+    bare JID; a contact without +notify and a stranger get nothing."""
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    b = online(srv, "bob@localhost/pc", [NS_NICK])
+    c = online(srv, "carol@localhost/pc", [])
+    subscribe_both(a, b, "alice@localhost", "bob@localhost")
+    subscribe_both(a, c, "alice@localhost", "carol@localhost")
+    d = online(srv, "zoe@localhost/pc", [NS_NICK])
+    settle(a, b, c, d)
+    res = ok(publish(a, NS_NICK, "current", nick("Ally")))
+    pub = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "publish"))
+    assert pub.get("node") == NS_NICK
+    for s in (a, b):
+        m = expect_event(s, NS_NICK, "alice@localhost")
+        item = event_of(m).find(q(NS_PS_EVENT, "item"))
+        assert item.get("id") == "current"
+        assert item.find(q(NS_NICK, "nick")).text == "Ally"
+        assert m.get("to") == s.jid
+    no_event(c, NS_NICK)
+    no_event(d, NS_NICK)
+    for s in (a, b, c, d):
+        s.close()
+
+
+def test_last_item_on_presence(srv):
+    """§4.3.2 / §6.1.7: a contact coming online with +notify gets the
+    newest item; a stranger who asks for the items of a presence-access
+    node is refused (§4.5, presence-subscription-required)."""
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    b = online(srv, "bob@localhost/pc", [NS_NICK])
+    subscribe_both(a, b, "alice@localhost", "bob@localhost")
+    ok(publish(a, NS_NICK, "current", nick("Ally")))
+    expect_event(b, NS_NICK, "alice@localhost")
+    b.close()
+    b2 = online(srv, "bob@localhost/phone", [NS_NICK])
+    m = expect_event(b2, NS_NICK, "alice@localhost", what="last item on presence")
+    assert event_of(m).find(q(NS_PS_EVENT, "item")).find(q(NS_NICK, "nick")).text == "Ally"
+    # items by a contact (bare JID 'to') and refusal for a stranger
+    res = ok(b2.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK),
+                   to="alice@localhost"))
+    items = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items"))
+    assert [i.get("id") for i in items.findall(q(NS_PS, "item"))] == ["current"]
+    d = server_login(srv, "zoe@localhost/pc")
+    res = d.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK),
+               to="alice@localhost")
+    assert stanza_error(res) == ("auth", "not-authorized")
+    assert res.find(q(NS_CLIENT, "error")).find(
+        q(NS_PS_ERRORS, "presence-subscription-required")) is not None
+    for s in (a, b2, d):
+        s.close()
+
+
+def test_omemo_devicelist_publish_options(srv):
+    """XEP-0384 with XEP-0060 §7.1.5: publish-options access_model=open
+    creates an open node anyone may read; a later publish whose
+    preconditions do not match is refused with precondition-not-met and
+    nothing is stored."""
+    a = online(srv, "alice@localhost/pc", [NS_OMEMO_DEVICES])
+    dl = "<list xmlns='%s'><device id='1234'/></list>" % NS_OMEMO_DEVICES
+    ok(publish(a, NS_OMEMO_DEVICES, "current", dl, {"pubsub#access_model": "open"}))
+    d = server_login(srv, "zoe@localhost/pc")
+    res = ok(d.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>"
+                  % (NS_PS, NS_OMEMO_DEVICES), to="alice@localhost"))
+    got = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
+    assert got.find(q(NS_OMEMO_DEVICES, "list")).find(q(NS_OMEMO_DEVICES, "device")).get("id") \
+        == "1234"
+    dl2 = "<list xmlns='%s'><device id='999'/></list>" % NS_OMEMO_DEVICES
+    res = publish(a, NS_OMEMO_DEVICES, "current", dl2, {"pubsub#access_model": "presence"})
+    assert stanza_error(res) == ("cancel", "conflict")
+    assert res.find(q(NS_CLIENT, "error")).find(q(NS_PS_ERRORS, "precondition-not-met")) \
+        is not None
+    res = ok(d.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>"
+                  % (NS_PS, NS_OMEMO_DEVICES), to="alice@localhost"))
+    got = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
+    assert got.find(q(NS_OMEMO_DEVICES, "list")).find(q(NS_OMEMO_DEVICES, "device")).get("id") \
+        == "1234"
+    # max_items=max keeps many bundles-like items
+    for i in range(3):
+        ok(publish(a, "urn:test:many", "i%d" % i, "<x xmlns='urn:test'/>",
+                   {"pubsub#max_items": "max", "pubsub#access_model": "open"}))
+    res = ok(d.iq("get", "<pubsub xmlns='%s'><items node='urn:test:many'/></pubsub>" % NS_PS,
+                  to="alice@localhost"))
+    assert len(res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).findall(q(NS_PS, "item"))) \
+        == 3
+    a.close()
+    d.close()
+
+
+def test_only_owner_publishes(srv):
+    """§4.2 / XEP-0060 §7.1.3.1: a contact publishing to someone else's
+    PEP node is forbidden; creating a node there too."""
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    ok(publish(a, NS_NICK, "current", nick("Ally")))
+    b = server_login(srv, "bob@localhost/pc")
+    res = b.iq("set", "<pubsub xmlns='%s'><publish node='%s'><item>%s</item></publish></pubsub>"
+               % (NS_PS, NS_NICK, nick("Mallory")), to="alice@localhost")
+    assert stanza_error(res) == ("auth", "forbidden")
+    res = b.iq("set", "<pubsub xmlns='%s'><create node='x'/></pubsub>" % NS_PS,
+               to="alice@localhost")
+    assert stanza_error(res) == ("auth", "forbidden")
+    res = ok(a.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK)))
+    item = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
+    assert item.find(q(NS_NICK, "nick")).text == "Ally"
+    a.close()
+    b.close()
+
+
+def test_persists_across_restart(tern):
+    srv = tern(workers=2)
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    ok(publish(a, NS_NICK, "current", nick("Before")))
+    ok(a.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK)))
+    a.close()
+    assert srv.shutdown() == 0
+    srv.start()
+    a = server_login(srv, "alice@localhost/pc")
+    res = ok(a.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK)))
+    item = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
+    assert item.find(q(NS_NICK, "nick")).text == "Before"
+    a.close()
