@@ -65,6 +65,10 @@ auth_account_limit = 0
 [host localhost]
 registration = yes
 registration_limit = 0
+# as Prosody's own test configuration: the pubsub scripts expect only the
+# administrator to create nodes on pubsub.localhost
+admins = admin@localhost
+pubsub_node_creation = admins
 CONF
 
 cat >"$TMP/adduser" <<ADD
@@ -93,7 +97,7 @@ if [ $ready -ne 1 ]; then
 fi
 
 CONF_HOST=127.0.0.1 CONF_PORT=$C2S CONF_DOMAIN=localhost CONF_TLS=auto \
-CONF_MUC_DOMAIN=conference.localhost CONF_PUBSUB_DOMAIN=- CONF_UPLOAD_DOMAIN=- \
+CONF_MUC_DOMAIN=conference.localhost CONF_PUBSUB_DOMAIN=pubsub.localhost CONF_UPLOAD_DOMAIN=- \
 CONF_ADDUSER="$TMP/adduser" CONF_JSON="$TMP/results.json" \
     "$CONF_DIR/run" "${SCRIPTS[@]}"
 rc=$?

@@ -193,7 +193,10 @@ int tern_register_iq(tern_module_t *m, tern_scope_t scope, const char *ns, const
     h->key = iq_key(ns, name);
     /* The module's state is only known after init returns; bind lazily. */
     h->state = m->inst;
-    iq_handler_t *old = hashmap_put(&m->host->iq_handlers[scope], h->key, h);
+    /* The map keeps the key it has on a replace: remove the old entry
+     * first, so that the key freed below is not the one left in the map. */
+    iq_handler_t *old = hashmap_del(&m->host->iq_handlers[scope], h->key);
+    hashmap_put(&m->host->iq_handlers[scope], h->key, h);
     if (old) {
         log_warn("modules", "%s: iq handler for %s replaced", m->host->domain, name);
         free(old->key);

@@ -243,9 +243,8 @@ static tern_handled_t answer_items(disco_t *d, tern_iq_t *iq)
     }
     xml_stanza_t *r = xml_stanza_new("iq", NS_CLIENT);
     xml_node_t *q = xml_node_add_child(xml_stanza_root(r), "query", NS_DISCO_ITEMS);
-    /* The server's own services (MUC, ...); an account has no items. */
-    if (!iq->to || !iq->to->local)
-        tern_host_services_each(iq->host, add_service_item, q);
+    /* The server's own services (MUC, ...). */
+    tern_host_services_each(iq->host, add_service_item, q);
     tern_iq_reply(iq, r);
     xml_stanza_unref(r);
     return TERN_HANDLED;
@@ -291,8 +290,9 @@ static void *disco_init(tern_module_t *m)
     warn_contacts(d, tern_host_config(d->host));
     tern_register_iq(m, TERN_SCOPE_SERVER, NS_DISCO_INFO, "query", server_info);
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_DISCO_INFO, "query", account_info);
+    /* An account's items are its PEP nodes: pep.c answers those. */
+    tern_register_iq(m, TERN_SCOPE_SERVER, NS_DISCO_ITEMS, "query", items);
     for (size_t i = 0; i < 2; i++) {
-        tern_register_iq(m, scopes[i], NS_DISCO_ITEMS, "query", items);
         tern_register_disco_feature(m, scopes[i], NS_DISCO_INFO);
         tern_register_disco_feature(m, scopes[i], NS_DISCO_ITEMS);
     }

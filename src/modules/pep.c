@@ -627,6 +627,7 @@ static void *pep_init(tern_module_t *m)
     hashmap_init(&p->accts);
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_PUBSUB, "pubsub", on_iq);
     tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_PUBSUB_OWNER, "pubsub", on_iq);
+    tern_register_iq(m, TERN_SCOPE_ACCOUNT, NS_DISCO_ITEMS, "query", on_iq);
     tern_register_disco_identity(m, TERN_SCOPE_ACCOUNT, "pubsub", "pep", NULL);
     static const char *const features[] = {
         NS_PUBSUB,

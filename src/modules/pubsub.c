@@ -104,6 +104,22 @@ void ps_out_push(ps_service_t *svc, xml_stanza_t *st)
     svc->out[svc->nout++] = st;
 }
 
+static void ps_error_text(ps_service_t *svc, const xml_stanza_t *st, const char *type,
+                          const char *cond, const char *app, const char *text)
+{
+    xml_stanza_t *err = tern_error_reply(st, type, cond, NULL, false);
+    if (!err)
+        return;
+    xml_node_t *root = xml_stanza_root(err);
+    xml_node_set_attr(root, "from", svc->jid);
+    xml_node_t *e = xml_node_child(root, "error", NULL);
+    /* The text is in the stream's language, which it inherits (RFC 6120
+     * §8.3.2 lets xml:lang be left out then). */
+    xml_node_add_child_text(e, "text", NS_STANZAS, text);
+    xml_node_add_child(e, app, NS_PUBSUB_ERRORS);
+    ps_out_push(svc, err);
+}
+
 static void ps_error(ps_service_t *svc, const xml_stanza_t *st, const char *type, const char *cond,
                      const char *app, const char *feature)
 {
@@ -877,9 +893,13 @@ static void config_form(const ps_node_t *n, xml_node_t *parent)
                c->persist_items ? "1" : "0");
     f = add_lfield(x, "pubsub#access_model", "Specify the subscriber model", "list-single", NULL);
     add_options(f, access_models, NULL, TERN_ARRAY_LEN(access_models), c->access_model);
-    f = add_lfield(x, "pubsub#roster_groups_allowed", "Roster groups allowed to subscribe",
-                   "list-multi", NULL);
-    for (const char *g = c->roster_groups; g && *g;) {
+    /* Only where it applies: the form is otherwise the one of Prosody and
+     * ejabberd that clients and tests know, field for field. */
+    f = strcmp(c->access_model, "roster") == 0
+            ? add_lfield(x, "pubsub#roster_groups_allowed", "Roster groups allowed to subscribe",
+                         "list-multi", NULL)
+            : NULL;
+    for (const char *g = f ? c->roster_groups : NULL; g && *g;) {
         const char *nl = strchr(g, '\n');
         size_t gl = nl ? (size_t)(nl - g) : strlen(g);
         char *one = tern_xmalloc(gl + 1);
@@ -943,7 +963,9 @@ static bool cfg_matches(const ps_node_t *n, const char *var, const char *want)
     return false; /* an unknown precondition is not met */
 }
 
-static bool preconditions_met(const ps_node_t *n, const xml_node_t *x)
+/* NULL when every field of the publish-options form x matches n's
+ * configuration, else the first field that does not. */
+static const char *precondition_failed(const ps_node_t *n, const xml_node_t *x)
 {
     for (xml_node_t *f = xml_node_child(x, "field", NS_DATA); f;
          f = xml_node_next(f, "field", NS_DATA)) {
@@ -952,9 +974,9 @@ static bool preconditions_met(const ps_node_t *n, const xml_node_t *x)
             continue;
         xml_node_t *val = xml_node_child(f, "value", NS_DATA);
         if (!cfg_matches(n, var, val ? xml_node_text(val) : ""))
-            return false;
+            return var;
     }
-    return true;
+    return NULL;
 }
 
 static bool is_admin(const ps_service_t *svc, const char *bare)
@@ -1050,6 +1072,7 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
     ps_node_t *n = ps_find(svc, name);
     xml_node_t *po = xml_node_child(ps, "publish-options", NS_PUBSUB);
     xml_node_t *pox = po ? xml_node_child(po, "x", NS_DATA) : NULL;
+    const char *bad;
     if (!n) {
         /* Auto-create (#auto-create), configured from publish-options. */
         if (!may_create(svc, bare)) {
@@ -1070,8 +1093,11 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
     } else if (!may_publish(n, bare)) {
         ps_error(svc, st, "auth", "forbidden", NULL, NULL);
         return;
-    } else if (pox && !preconditions_met(n, pox)) {
-        ps_error(svc, st, "cancel", "conflict", "precondition-not-met", NULL);
+    } else if (pox && (bad = precondition_failed(n, pox))) {
+        char text[160];
+        snprintf(text, sizeof(text), "Field does not match: %s",
+                 strncmp(bad, "pubsub#", 7) == 0 ? bad + 7 : bad);
+        ps_error_text(svc, st, "cancel", "conflict", "precondition-not-met", text);
         return;
     }
     /* §7.1.3.4-7.1.3.6: what the node's configuration asks of a publish. */
@@ -1531,25 +1557,52 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             ps_out_push(svc, res);
             return;
         }
+        /* §8.9.2.4: the whole list is checked before anything changes:
+         * every entry well-formed, one entry per entity, and the node not
+         * left without an owner. */
+        size_t cnt = 0;
         for (xml_node_t *e = xml_node_child(c, "affiliation", NS_PUBSUB_OWNER); e;
-             e = xml_node_next(e, "affiliation", NS_PUBSUB_OWNER)) {
+             e = xml_node_next(e, "affiliation", NS_PUBSUB_OWNER))
+            cnt++;
+        char **jids = tern_xcalloc(cnt ? cnt : 1, sizeof(*jids));
+        int *affs = tern_xcalloc(cnt ? cnt : 1, sizeof(*affs));
+        const char *cond = NULL;
+        size_t k = 0;
+        for (xml_node_t *e = xml_node_child(c, "affiliation", NS_PUBSUB_OWNER); e && !cond;
+             e = xml_node_next(e, "affiliation", NS_PUBSUB_OWNER), k++) {
             const char *jid = xml_node_attr(e, "jid");
-            int aff = parse_aff(xml_node_attr(e, "affiliation"));
-            char *jb = jid ? bare_of(jid) : NULL;
-            free(jb);
-            if (!jb || aff < -1) {
-                ps_error(svc, st, "modify", "bad-request", NULL, NULL);
-                return;
+            affs[k] = parse_aff(xml_node_attr(e, "affiliation"));
+            jids[k] = jid ? bare_of(jid) : NULL;
+            if (!jids[k] || affs[k] < -1)
+                cond = "bad-request";
+            for (size_t i = 0; i < k && !cond; i++)
+                if (strcmp(jids[i], jids[k]) == 0)
+                    cond = "bad-request";
+        }
+        if (!cond) {
+            size_t owners = 0;
+            for (ps_affil_t *a = n->affs; a; a = a->next) {
+                bool listed = false;
+                for (size_t i = 0; i < cnt && !listed; i++)
+                    listed = strcmp(jids[i], a->jid) == 0;
+                owners += a->aff == PA_OWNER && !listed;
             }
+            for (size_t i = 0; i < cnt; i++)
+                owners += affs[i] == PA_OWNER;
+            if (!owners)
+                cond = "not-acceptable";
         }
-        for (xml_node_t *e = xml_node_child(c, "affiliation", NS_PUBSUB_OWNER); e;
-             e = xml_node_next(e, "affiliation", NS_PUBSUB_OWNER)) {
-            char *jb = bare_of(xml_node_attr(e, "jid"));
-            set_aff(n, jb, (ps_aff_t)parse_aff(xml_node_attr(e, "affiliation")));
-            free(jb);
+        if (!cond)
+            for (size_t i = 0; i < cnt; i++)
+                set_aff(n, jids[i], (ps_aff_t)affs[i]);
+        for (size_t i = 0; i < cnt; i++)
+            free(jids[i]);
+        free(jids);
+        free(affs);
+        if (cond) {
+            ps_error(svc, st, "modify", cond, NULL, NULL);
+            return;
         }
-        if (!n->affs) /* the last owner cannot leave the node ownerless */
-            set_aff(n, bare, PA_OWNER);
         save_node(svc, n);
         ps_out_push(svc, iq_result(svc, st));
     } else {
@@ -1651,6 +1704,9 @@ static void ps_disco_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
             }
     } else {
         for (n = svc->nodes; n; n = n->next) {
+            const char *app;
+            if (access_denied(svc, n, bare, &app))
+                continue; /* a node one may not read is not shown either */
             xml_node_t *i = xml_node_add_child(rq, "item", NS_DISCO_ITEMS);
             xml_node_set_attr(i, "jid", svc->jid);
             xml_node_set_attr(i, "node", n->name);
