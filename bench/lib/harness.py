@@ -53,6 +53,7 @@ class Options:
     room_size: int = None
     roster_size: int = None  # presence: contacts per user
     messages: int = None  # web: messages each user sends to its partner
+    subscribers: int = None  # pubsub: subscribers of the node; users = subscribers + 1
     loadgen_args: list = field(default_factory=list)
 
 
@@ -66,7 +67,7 @@ def loadgen_command(repo, opts, port, pid, json_path):
     for flag, value in (("--rate", opts.rate), ("--duration", opts.duration), ("--hold", opts.hold),
                         ("--settle", opts.settle), ("--concurrency", opts.concurrency),
                         ("--rooms", opts.rooms), ("--room-size", opts.room_size),
-                        ("--roster-size", opts.roster_size)):
+                        ("--roster-size", opts.roster_size), ("--subscribers", opts.subscribers)):
         if value is not None:
             cmd += [flag, _num(value)]
     return cmd + list(opts.loadgen_args)
@@ -86,6 +87,9 @@ def loadgen_timeout(opts):
         # every join is answered with every occupant's presence: about N^2
         # presences per room of N, and Prosody handles a few thousand a second
         setup += (opts.rooms or 1) * opts.room_size ** 2 / 2500
+    if opts.scenario == "pubsub" and opts.subscribers:
+        # one subscription (a storage write on every server) per subscriber
+        setup += opts.subscribers / 20
     return setup + (opts.hold or 10) + (opts.duration or 10) + 120
 
 
@@ -112,7 +116,7 @@ def run_loadgen(repo, opts, target, srv, pid, json_path):
             doc = json.load(f)
     if res.returncode == EXIT_UNSUPPORTED or (doc and doc.get("unsupported")):
         return "unsupported", doc
-    if res.returncode == 2 and "usage:" in text and opts.scenario in ("muc", "presence"):
+    if res.returncode == 2 and "usage:" in text and opts.scenario in ("muc", "presence", "pubsub"):
         # A loadgen that does not know the scenario yet rejects it as a
         # usage error: the figure is unavailable, not a harness failure.
         return "unsupported", doc
@@ -131,6 +135,9 @@ def run_target(repo, workroot, opts, target, creds, cert, key, driver=None, log=
     srv.workers = 2 if target.two_cores else 1
     # The web scenario turns on each server's BOSH and WebSocket endpoints.
     srv.web = opts.scenario == "web"
+    # The pubsub scenario (bench/run psfan) turns on the peers' generic
+    # pubsub services (Tern's is always on).
+    srv.pubsub = opts.scenario == "pubsub"
     result = {"server": target.server, "label": target.label, "two_cores": target.two_cores,
               "version": srv.version(), "status": "failed", "loadgen": None}
     proc = None

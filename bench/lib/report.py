@@ -59,6 +59,31 @@ def _muc_bad(doc):
     return f"{c.get('lost', 0):,} / {c.get('duplicates', 0):,} / {c.get('misrouted', 0):,}"
 
 
+def _ps_bad(doc):
+    """pubsub: notifications missing from items that reached fewer
+    subscribers than the node had, surplus ones, and notifications from
+    another service or node."""
+    if doc.get("scenario") != "pubsub":
+        return None
+    return _muc_bad(doc)
+
+
+def _ps_mem(doc, key):
+    """pubsub: server RSS in MB at a point of the run (server_mem)."""
+    if doc.get("scenario") != "pubsub":
+        return None
+    kb = _get(doc, "server_mem", key)
+    return None if kb is None else kb / 1024
+
+
+def _ps_growth(doc):
+    """pubsub: server RSS growth over the publishing phase, in KB."""
+    m = doc.get("server_mem") if doc.get("scenario") == "pubsub" else None
+    if not isinstance(m, dict) or m.get("rss_after_kb") is None or m.get("rss_subscribed_kb") is None:
+        return None
+    return m["rss_after_kb"] - m["rss_subscribed_kb"]
+
+
 class Figure(NamedTuple):
     key: str
     label: str
@@ -98,6 +123,17 @@ FIGURES = [
     Figure("muc_check", "deliveries received / expected", "", _muc_check, False, ratio=False),
     Figure("muc_bad", "deliveries lost / duplicate / wrong room", "", _muc_bad, True, ratio=False),
     Figure("join_s", "join of all occupants", "s", lambda d: d.get("join_s"), True),
+    # pubsub: items published per second, the per-item delivery check, the
+    # node creation and subscriptions, the server's RSS.
+    Figure("offered_pub", "offered publishes/s", "",
+           lambda d: d.get("offered_msgs_per_s") if d.get("scenario") == "pubsub" else None, False,
+           ratio=False),
+    Figure("ps_bad", "notifications lost / duplicate / wrong node", "", _ps_bad, True, ratio=False),
+    Figure("subscribe_s", "node creation and subscriptions", "s", lambda d: d.get("subscribe_s"), True),
+    Figure("rss_subscribed", "server RSS, subscribed", "MB", lambda d: _ps_mem(d, "rss_subscribed_kb"),
+           True),
+    Figure("rss_end", "server RSS after publishing", "MB", lambda d: _ps_mem(d, "rss_after_kb"), True),
+    Figure("rss_growth", "RSS growth while publishing", "KB", _ps_growth, True, ratio=False),
     Figure("presence_rate", "presence delivered/s", "", lambda d: d.get("presence_per_s"), False),
     Figure("presence_login", "presence/login", "", lambda d: d.get("presence_per_login"), False,
            ratio=False),
@@ -129,6 +165,9 @@ BY_KEY = {f.key: f for f in FIGURES}
 
 # Scenarios whose table has its own row order (others: FIGURES order).
 SCENARIO_ROWS = {
+    "pubsub": ["offered_pub", "offered_deliveries", "delivered", "cpu_msg", "p50", "p99", "p999",
+               "muc_check", "ps_bad", "subscribe_s", "rss_subscribed", "rss_end", "rss_growth",
+               "errors", "lg_cpu"],
     "web": ["sessions", "logins", "login_p50", "login_p99", "login_ws_p50", "login_ws_p99",
             "login_bosh_p50", "login_bosh_p99", "cpu_login", "lg_cpu_login", "mem_rss", "mem_pss", "offered",
             "msgs_sent", "msgs_delivered", "p50", "p99", "p99_ws_bosh", "p99_bosh_ws", "cpu_msg",

@@ -17,12 +17,16 @@ import subprocess
 from . import accounts, procs
 
 DOMAIN = "localhost"
+PUBSUB_DOMAIN = "pubsub." + DOMAIN
+# The account that creates the pubsub node (the loadgen's publisher, user0).
+PUBSUB_PUBLISHER = "user0@" + DOMAIN
 EJABBERD_SCHEMA = "/usr/share/ejabberd/sql/lite.sql"
 EJABBERD_LIBS = "/usr/lib/x86_64-linux-gnu"
 
 
 class Server:
     name = ""
+    sqlite_db = None  # the peers' SQLite file in workdir, written by the harness
     process_name = ""  # comm of the process whose /proc figures are read
     config_template = ""
     config_file = ""
@@ -42,6 +46,10 @@ class Server:
         # plain HTTP port (http_port); off otherwise, as in every other run.
         self.web = False
         self.http_port = None
+        # Set by the harness for the pubsub scenario (bench/run psfan): the
+        # generic XEP-0060 service on PUBSUB_DOMAIN; off otherwise on the
+        # peers, as in every other run.
+        self.pubsub = False
 
     @property
     def config_path(self):
@@ -67,6 +75,12 @@ class Server:
         with open(self.config_path, "w") as f:
             f.write(text)
         self.create_users(users, creds)
+        if self.pubsub and self.sqlite_db:
+            # Every publish is a storage write. Tern's SQLite runs in WAL
+            # mode; the peers' database files are put in WAL mode too
+            # (persistent in the file), so that a commit is one append to
+            # the log rather than a rollback journal written and deleted.
+            _sqlite_wal(os.path.join(self.workdir, self.sqlite_db))
         self.rosters_preloaded = bool(roster_size) and self.create_rosters(users, roster_size)
 
     def config_values(self):
@@ -100,6 +114,16 @@ class Server:
 def _package_version(pkg):
     out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else "not installed"
+
+
+def _sqlite_wal(path):
+    db = sqlite3.connect(path)
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    finally:
+        db.close()
+    if mode.lower() != "wal":
+        raise RuntimeError(f"{path}: could not switch to WAL (journal_mode {mode})")
 
 
 def _sqlite_insert(path, insert, rows, schema=None):
@@ -149,6 +173,7 @@ class Prosody(Server):
     process_name = "lua5.4"
     config_template = "prosody.cfg.lua"
     config_file = "prosody.cfg.lua"
+    sqlite_db = "prosody.sqlite"
 
     def bool_word(self, value):
         return "true" if value else "false"
@@ -159,6 +184,12 @@ class Prosody(Server):
         # mod_http) only for the web scenario; no HTTP listener otherwise.
         values["http_ports"] = str(self.http_port) if self.web else ""
         values["web_modules"] = ', "bosh", "websocket"' if self.web else ""
+        # mod_pubsub as a component only for the pubsub scenario. Prosody
+        # 0.12 lets only admins (of the component) create nodes: the
+        # publisher is made one there, and nowhere else.
+        values["pubsub_component"] = (
+            f'Component "{PUBSUB_DOMAIN}" "pubsub"\n'
+            f'    admins = {{ "{PUBSUB_PUBLISHER}" }}\n' if self.pubsub else "")
         return values
 
     def command(self):
@@ -203,6 +234,7 @@ class Ejabberd(Server):
     process_name = "beam.smp"
     config_template = "ejabberd.yml"
     config_file = "ejabberd.yml"
+    sqlite_db = "ejabberd.db"
     start_timeout = 90.0
     bosh_path = "/bosh"
     ws_path = "/ws"
@@ -216,6 +248,9 @@ class Ejabberd(Server):
         # listener with /bosh and /ws, and mod_bosh) are comments except in
         # the web scenario.
         values["web_only"] = "" if self.web else "# "
+        # mod_pubsub (and mod_caps, which its pep plugin requires) only for
+        # the pubsub scenario.
+        values["pubsub_only"] = "" if self.pubsub else "# "
         return values
 
     def env(self):

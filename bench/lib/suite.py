@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from . import accounts, harness, mucfan, procs, report, runner
+from . import accounts, harness, mucfan, procs, psfan, report, runner
 
 # (name, scenario, options, extra targets). Sizes keep the whole suite
 # under ~25 minutes on 2 cores while staying well above start-up noise.
@@ -20,6 +20,10 @@ FULL = [
     # left to `bench/run mucfan`: filling it (N^2 presences) costs Prosody
     # about 3 minutes and ejabberd over 1, which the suite's budget lacks.
     ("mucfan", "mucfan", dict(sizes=(10, 100), deliveries=mucfan.DEFAULT_DELIVERIES, duration=6)),
+    # PubSub fan-out (bench/run psfan): one node with 10 and with 100
+    # subscribers, the same notifications/s offered at each size; the
+    # 1000-subscriber node only in `bench/run psfan`, as for mucfan.
+    ("psfan", "psfan", dict(sizes=(10, 100), deliveries=psfan.DEFAULT_DELIVERIES, duration=6)),
     ("presence-tls", "presence", dict(users=200, roster_size=100, tls=True, duration=10)),
 ]
 QUICK = [
@@ -28,6 +32,7 @@ QUICK = [
     ("login-tls", "login", dict(users=200, tls=True, duration=5, concurrency=20)),
     ("chat-tls", "chat", dict(users=200, tls=True, rate=1000, duration=5)),
     ("mucfan", "mucfan", dict(sizes=(10, 100), deliveries=mucfan.DEFAULT_DELIVERIES, duration=3)),
+    ("psfan", "psfan", dict(sizes=(10, 100), deliveries=psfan.DEFAULT_DELIVERIES, duration=3)),
     ("presence-tls", "presence", dict(users=40, roster_size=20, tls=True, duration=5)),
 ]
 # The scenario that also runs Tern on both cores (issue 3: messages/s with
@@ -44,6 +49,8 @@ SUMMARY = [
     ("mucfan-10", "delivered"), ("mucfan-10", "cpu_msg"),
     ("mucfan-100", "delivered"), ("mucfan-100", "cpu_msg"),
     ("mucfan-1000", "delivered"), ("mucfan-1000", "cpu_msg"),
+    ("psfan-10", "delivered"), ("psfan-10", "cpu_msg"),
+    ("psfan-100", "delivered"), ("psfan-100", "cpu_msg"),
     ("presence-tls", "presence_rate"), ("presence-tls", "cpu_login"),
 ]
 # (scenario, users, rate, duration) of the Tsung cross-check against Tern.
@@ -56,10 +63,11 @@ def run(repo, workroot, out_dir, server_names, quick=False, log=print):
     runs = {}
     order = []  # column labels in first-seen order
     for name, scenario, kw in (QUICK if quick else FULL):
-        if scenario == "mucfan":
-            by_size, _ = mucfan.run(repo, workroot, out_dir, server_names, log=log, **kw)
+        if scenario in ("mucfan", "psfan"):
+            sweep = mucfan if scenario == "mucfan" else psfan
+            by_size, _ = sweep.run(repo, workroot, out_dir, server_names, log=log, **kw)
             for size, results in by_size.items():
-                runs[f"mucfan-{size}"] = {r["label"]: r for r in results}
+                runs[f"{scenario}-{size}"] = {r["label"]: r for r in results}
                 order += [r["label"] for r in results if r["label"] not in order]
             order.sort(key=lambda label: not label.startswith("tern"))
             log("")

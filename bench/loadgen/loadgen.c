@@ -30,14 +30,15 @@
 #include <unistd.h>
 #include <uv.h>
 
-enum scenario { SC_IDLE, SC_LOGIN, SC_CHAT, SC_MUC, SC_PRESENCE };
-static const char *const scenario_names[] = {"idle", "login", "chat", "muc", "presence"};
+enum scenario { SC_IDLE, SC_LOGIN, SC_CHAT, SC_MUC, SC_PRESENCE, SC_PUBSUB };
+static const char *const scenario_names[] = {"idle", "login", "chat", "muc", "presence", "pubsub"};
 
 /* Global phases, set by the coordinator only.  Not every scenario uses all. */
 enum phase {
     PH_SETUP,       /* log the sessions in */
-    PH_JOIN_OWNERS, /* muc: first occupant of each room joins (and unlocks it) */
-    PH_JOIN,        /* muc: everybody else joins */
+    PH_JOIN_OWNERS, /* muc: first occupant of each room joins (and unlocks it);
+                       pubsub: the publisher creates the node */
+    PH_JOIN,        /* muc: everybody else joins; pubsub: the subscribers subscribe */
     PH_ROSTER,      /* presence --setup-rosters: mutual subscriptions */
     PH_RUN,         /* measured phase */
     PH_DRAIN,       /* sending stopped; wait for stanzas in flight */
@@ -53,6 +54,7 @@ enum capture { CAP_NONE, CAP_SASL, CAP_BODY, CAP_MECH };
 struct opts {
     enum scenario scenario;
     const char *host, *domain, *user_fmt, *password, *resource, *json, *muc_domain;
+    const char *pubsub_domain, *node; /* pubsub */
     int port;
     int users, user_offset;
     int concurrency, threads;
@@ -61,6 +63,7 @@ struct opts {
     int server_pid;
     bool starttls, direct_tls, setup_rosters, users_given;
     int rooms, room_size, roster_size, churn;
+    int subscribers, max_items; /* pubsub */
     enum mech mech;
     uint64_t seed;
 };
@@ -70,9 +73,11 @@ struct stats {
         disconnects, stream_errors, parse_errors, tls_errors;
     uint64_t sent, delivered, msg_errors, stray;
     uint64_t run_logins;                        /* logins completed during PH_RUN */
-    uint64_t joins_ok, join_errors, rooms_made; /* muc */
+    uint64_t joins_ok, join_errors, rooms_made; /* muc (pubsub: node created) */
     uint64_t expected;                          /* muc: deliveries owed for messages sent */
-    uint64_t misrouted; /* muc: a groupchat of ours from a room that is not the receiver's */
+    uint64_t misrouted; /* muc: a groupchat of ours from a room that is not the receiver's;
+                           pubsub: a notification from another service or node */
+    uint64_t pub_acked; /* pubsub: publish results */
     uint64_t rosters_done, roster_errors; /* presence setup */
     uint64_t roster_sets, subscribes, subscribed;
     uint64_t pres_online, pres_churners; /* presence run */
@@ -100,6 +105,7 @@ struct conn {
     char sname[32], stype[16], sid[32], sfrom[192];
     bool f_starttls, f_mechs, f_bind, f_session, f_session_opt;
     bool in_mucx, in_error, roster_query;
+    bool in_event, event_node_ok; /* pubsub: inside <event/>, its <items node/> is ours */
     unsigned muc_status; /* bit 0: 110 (self), bit 1: 201 (room created) */
     char err_cond[48];
     unsigned mechs; /* bit per enum mech */
@@ -500,6 +506,8 @@ static void handle_message(struct conn *c)
         w->st.msg_errors++;
         return;
     }
+    if (G.o.scenario == SC_PUBSUB)
+        return; /* notifications are counted per <item/> as they are parsed */
     if (!c->has_body || !c->text || strncmp(c->text, "lg ", 3) != 0) {
         w->st.stray++;
         return;
@@ -531,7 +539,21 @@ static void handle_message(struct conn *c)
 
 static int room_of(int user)
 {
-    return user / G.o.room_size;
+    return G.o.scenario == SC_PUBSUB ? 0 : user / G.o.room_size;
+}
+
+/* muc: the first occupant of each room creates it; pubsub: user 0 is the
+ * publisher and creates the node, everybody else subscribes. */
+static bool is_owner(const struct conn *c)
+{
+    return G.o.scenario == SC_PUBSUB ? c->user == 0 : c->user % G.o.room_size == 0;
+}
+
+/* Whether a completed join makes this session one of the receivers counted
+ * per message (muc: every occupant; pubsub: the subscribers only). */
+static bool receives(const struct conn *c)
+{
+    return G.o.scenario != SC_PUBSUB || c->user != 0;
 }
 
 /* Our occupant JID bench<r>@<muc domain>/<user name> (the nick is the user
@@ -543,8 +565,14 @@ static const char *own_occupant_jid(const struct conn *c)
     return jid;
 }
 
+static void pubsub_join(struct conn *c);
+
 static void muc_join(struct conn *c)
 {
+    if (G.o.scenario == SC_PUBSUB) {
+        pubsub_join(c);
+        return;
+    }
     char buf[512];
     int n = snprintf(buf, sizeof buf,
                      "<presence to='%s'><x xmlns='http://jabber.org/protocol/muc'>"
@@ -565,7 +593,8 @@ static void muc_joined(struct conn *c)
     w->st.joins_ok++;
     w->join_done_n++;
     w->join_inflight--;
-    atomic_fetch_add(&G.room_occupants[room_of(c->user)], 1);
+    if (receives(c))
+        atomic_fetch_add(&G.room_occupants[room_of(c->user)], 1);
 }
 
 static void muc_join_failed(struct conn *c, const char *why)
@@ -577,6 +606,16 @@ static void muc_join_failed(struct conn *c, const char *why)
     w->st.join_errors++;
     w->join_done_n++;
     w->join_inflight--;
+    if (G.o.scenario == SC_PUBSUB) {
+        const char *what = is_owner(c) ? "creation of" : "subscription to";
+        if (!w->first_err[0])
+            snprintf(w->first_err, sizeof w->first_err, "user %s: %s node %s on %s failed: %s",
+                     c->username, what, G.o.node, G.o.pubsub_domain, why);
+        mark_unsupported(is_owner(c) ? "pubsub node creation refused by the server (%s%s)"
+                                     : "pubsub subscription refused by the server (%s%s)",
+                         why, "");
+        return;
+    }
     if (!w->first_err[0])
         snprintf(w->first_err, sizeof w->first_err, "user %s: MUC join of bench%d@%s failed: %s",
                  c->username, room_of(c->user), G.o.muc_domain, why);
@@ -612,6 +651,67 @@ static void handle_muc_presence(struct conn *c)
         return;
     }
     muc_joined(c);
+}
+
+/* --------------------------------------------------------- pubsub helpers */
+
+#define NS_PUBSUB "http://jabber.org/protocol/pubsub"
+#define NS_PUBSUB_EVENT "http://jabber.org/protocol/pubsub#event"
+
+/* The publisher creates the node with the benchmark's configuration; every
+ * other user subscribes its bare JID to it. */
+static void pubsub_join(struct conn *c)
+{
+    char buf[2048];
+    int n;
+    if (is_owner(c))
+        n = snprintf(buf, sizeof buf,
+                     "<iq type='set' to='%s' id='create1'><pubsub xmlns='" NS_PUBSUB "'>"
+                     "<create node='%s'/><configure><x xmlns='jabber:x:data' type='submit'>"
+                     "<field var='FORM_TYPE' type='hidden'>"
+                     "<value>" NS_PUBSUB "#node_config</value></field>"
+                     "<field var='pubsub#max_items'><value>%d</value></field>"
+                     "<field var='pubsub#persist_items'><value>1</value></field>"
+                     "<field var='pubsub#deliver_notifications'><value>1</value></field>"
+                     "<field var='pubsub#deliver_payloads'><value>1</value></field>"
+                     "<field var='pubsub#access_model'><value>open</value></field>"
+                     "<field var='pubsub#publish_model'><value>publishers</value></field>"
+                     "<field var='pubsub#send_last_published_item'><value>never</value></field>"
+                     "<field var='pubsub#notification_type'><value>headline</value></field>"
+                     "</x></configure></pubsub></iq>",
+                     G.o.pubsub_domain, G.o.node, G.o.max_items);
+    else
+        n = snprintf(buf, sizeof buf,
+                     "<iq type='set' to='%s' id='sub1'><pubsub xmlns='" NS_PUBSUB "'>"
+                     "<subscribe node='%s' jid='%s'/></pubsub></iq>",
+                     G.o.pubsub_domain, G.o.node, G.bare_jid[c->user]);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        abort();
+    c->t_join = now_ns();
+    out_append(c, buf, (size_t)n);
+}
+
+/* An <item id='<seq>-<send ns>'/> of a notification from our node: count
+ * the delivery against its publish and take the latency. */
+static void pubsub_item(struct conn *c, const char *id)
+{
+    struct worker *w = c->w;
+    if (strcmp(c->sfrom, G.o.pubsub_domain) != 0 || !c->event_node_ok) {
+        w->st.misrouted++;
+        return;
+    }
+    char *end;
+    uint64_t seq = strtoull(id ? id : "", &end, 10);
+    uint64_t ts = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+    uint64_t t = now_ns();
+    if (!id || ts < atomic_load(&G.t_run_begin) || ts > t) {
+        w->st.stray++;
+        return;
+    }
+    if (seq < G.msg_cap)
+        atomic_fetch_add_explicit(&G.msg_got[seq], 1, memory_order_relaxed);
+    w->st.delivered++;
+    hist_add(&w->lat, t - ts);
 }
 
 /* ------------------------------------------------------- presence helpers */
@@ -769,6 +869,26 @@ static void handle_iq(struct conn *c)
             mark_unsupported("roster set answered with error (%s%s)",
                              c->err_cond[0] ? c->err_cond : "no condition", "");
         }
+    } else if (G.o.scenario == SC_PUBSUB && (strcmp(c->sid, "create1") == 0 ||
+                                              strcmp(c->sid, "sub1") == 0)) {
+        if (is_result && c->sid[0] == 'c')
+            w->st.rooms_made++;
+        if (is_result)
+            muc_joined(c);
+        else if (is_error && c->sid[0] == 'c' && strcmp(c->err_cond, "conflict") == 0)
+            muc_joined(c); /* the node exists already (a server that was not fresh) */
+        else if (is_error)
+            muc_join_failed(c, c->err_cond[0] ? c->err_cond : "error");
+    } else if (G.o.scenario == SC_PUBSUB && strncmp(c->sid, "pub", 3) == 0 &&
+               (is_result || is_error)) {
+        if (is_result) {
+            w->st.pub_acked++;
+        } else {
+            w->st.msg_errors++;
+            if (!w->first_err[0])
+                snprintf(w->first_err, sizeof w->first_err, "user %s: publish %s refused: %s",
+                         c->username, c->sid, c->err_cond[0] ? c->err_cond : "error");
+        }
     } else if (strcmp(c->sid, "cfg1") == 0) {
         if (is_result)
             muc_joined(c);
@@ -850,6 +970,7 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
         copy_str(c->sfrom, sizeof c->sfrom, attr(atts, "from"));
         c->f_starttls = c->f_mechs = c->f_bind = c->f_session = c->f_session_opt = false;
         c->has_body = c->in_mucx = c->in_error = c->roster_query = false;
+        c->in_event = c->event_node_ok = false;
         c->muc_status = 0;
         c->err_cond[0] = 0;
         c->mechs = 0;
@@ -882,6 +1003,9 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
         } else if (!strcmp(ln, "query")) {
             const char *ns = attr(atts, "xmlns");
             c->roster_query = ns && !strcmp(ns, "jabber:iq:roster");
+        } else if (!strcmp(ln, "event") && !strcmp(c->sname, "message")) {
+            const char *ns = attr(atts, "xmlns");
+            c->in_event = ns && !strcmp(ns, NS_PUBSUB_EVENT);
         }
     } else if (d == 4) {
         if (!strcmp(c->sname, "features")) {
@@ -902,7 +1026,12 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
                 c->muc_status |= 2;
         } else if (c->roster_query && !strcmp(ln, "item")) {
             roster_item(c, attr(atts, "jid"), attr(atts, "subscription"));
+        } else if (c->in_event && !strcmp(ln, "items")) {
+            const char *node = attr(atts, "node");
+            c->event_node_ok = node && !strcmp(node, G.o.node);
         }
+    } else if (d == 5 && c->in_event && !strcmp(ln, "item") && G.o.scenario == SC_PUBSUB) {
+        pubsub_item(c, attr(atts, "id"));
     }
 }
 
@@ -945,7 +1074,7 @@ static void XMLCALL on_end(void *ud, const char *name)
     } else if (d == 3) {
         if (c->cap == CAP_BODY)
             c->cap = CAP_NONE; /* keep text for handle_message */
-        c->in_mucx = c->in_error = false;
+        c->in_mucx = c->in_error = c->in_event = false;
     } else if (d == 2) {
         c->cap = CAP_NONE;
         if (c->state != CS_CLOSING)
@@ -1102,7 +1231,7 @@ static void conn_close(struct conn *c)
     if (c->state == CS_ONLINE) {
         w->online--;
         atomic_store_explicit(&G.online[c->user], 0, memory_order_relaxed);
-        if (c->joined)
+        if (c->joined && receives(c))
             atomic_fetch_sub(&G.room_occupants[room_of(c->user)], 1);
     } else if (w->phase == PH_SETUP && G.o.scenario != SC_LOGIN) {
         w->inflight--;
@@ -1343,6 +1472,33 @@ static void send_groupchat(struct worker *w)
     out_append(from, buf, (size_t)k);
 }
 
+/* pubsub: the publisher (user 0, on the first worker) publishes one item;
+ * every subscriber online at that moment is owed one notification. */
+static void send_publish(struct worker *w)
+{
+    struct conn *from = &w->slots[0];
+    if (from->user != 0 || from->state != CS_ONLINE || !from->joined)
+        return;
+    int subs = atomic_load(&G.room_occupants[0]);
+    uint64_t seq = atomic_fetch_add(&G.msg_seq, 1);
+    if (seq < G.msg_cap)
+        G.msg_exp[seq] = (uint32_t)subs;
+    w->st.sent++;
+    w->st.expected += (uint64_t)subs;
+    char buf[1024], num[24], ts[24];
+    num[fmt_u64(num, seq)] = 0;
+    ts[fmt_u64(ts, now_ns())] = 0;
+    int k = snprintf(buf, sizeof buf,
+                     "<iq type='set' to='%s' id='pub%s'><pubsub xmlns='" NS_PUBSUB "'>"
+                     "<publish node='%s'><item id='%s-%s'>"
+                     "<entry xmlns='http://www.w3.org/2005/Atom'><title>%s</title></entry>"
+                     "</item></publish></pubsub></iq>",
+                     G.o.pubsub_domain, num, G.o.node, num, ts, num);
+    if (k < 0 || (size_t)k >= sizeof buf)
+        abort();
+    out_append(from, buf, (size_t)k);
+}
+
 static void on_send_timer(uv_timer_t *t)
 {
     struct worker *w = t->data;
@@ -1355,6 +1511,8 @@ static void on_send_timer(uv_timer_t *t)
         w->sent_in_run++;
         if (G.o.scenario == SC_MUC)
             send_groupchat(w);
+        else if (G.o.scenario == SC_PUBSUB)
+            send_publish(w);
         else
             send_chat(w);
     }
@@ -1365,7 +1523,7 @@ static void join_pump(struct worker *w)
 {
     while (w->join_next < w->nslots && w->join_inflight < w->concurrency) {
         struct conn *c = &w->slots[w->join_next++];
-        bool owner = c->user % G.o.room_size == 0;
+        bool owner = is_owner(c);
         if ((w->phase == PH_JOIN_OWNERS) != owner || c->state != CS_ONLINE)
             continue;
         w->join_target++;
@@ -1392,7 +1550,7 @@ static void enter_phase(struct worker *w, enum phase ph)
                 send_roster_get(&w->slots[i]);
         break;
     case PH_RUN:
-        if (G.o.scenario == SC_CHAT || G.o.scenario == SC_MUC) {
+        if (G.o.scenario == SC_CHAT || G.o.scenario == SC_MUC || G.o.scenario == SC_PUBSUB) {
             w->t_send_begin = atomic_load(&G.t_run_begin);
             w->sent_in_run = 0;
             w->st.stray = 0;
@@ -1585,6 +1743,7 @@ struct run_info {
     uint64_t cpu_run_begin, cpu_run_end;
     double self_run_begin, self_run_end; /* this process's CPU seconds */
     struct procmem mem_before, mem_after;
+    struct procmem mem_joined; /* pubsub: after the subscriptions, before publishing */
     bool mem_measured, setup_incomplete;
     int online_at_measure, held;
     const char *stalled; /* phase that hit its time limit */
@@ -1668,10 +1827,11 @@ static void coordinate(struct run_info *ri)
         drain(ri, false);
         break;
     case SC_MUC:
+    case SC_PUBSUB:
         ri->t_join_begin = now_ns();
         set_phase(PH_JOIN_OWNERS);
         if (!wait_all(PH_JOIN_OWNERS, o->timeout + 5))
-            ri->stalled = "room creation";
+            ri->stalled = o->scenario == SC_PUBSUB ? "node creation" : "room creation";
         if (atomic_load(&G.unsupported))
             break;
         set_phase(PH_JOIN);
@@ -1684,8 +1844,9 @@ static void coordinate(struct run_info *ri)
             bool done;
             while (!(done = wait_all(PH_JOIN, 10)) && (waited += 10) < limit &&
                    !atomic_load(&G.unsupported))
-                fprintf(stderr, "loadgen: %" PRIu64 " of %d joins answered after %.0f s\n",
+                fprintf(stderr, "loadgen: %" PRIu64 " of %d %s answered after %.0f s\n",
                         sum_published().joins, o->users,
+                        o->scenario == SC_PUBSUB ? "create/subscribe requests" : "joins",
                         (double)(now_ns() - ri->t_join_begin) / 1e9);
             if (!done && !atomic_load(&G.unsupported))
                 ri->stalled = "joins";
@@ -1694,9 +1855,14 @@ static void coordinate(struct run_info *ri)
         if (atomic_load(&G.unsupported))
             break;
         sleep_s(o->warm);
+        if (o->scenario == SC_PUBSUB && o->server_pid > 0 &&
+            read_procmem(o->server_pid, &ri->mem_joined) == 0)
+            ri->mem_measured = true;
         begin_run(ri);
         sleep_s(o->duration);
         drain(ri, true);
+        if (ri->mem_measured && read_procmem(o->server_pid, &ri->mem_after) != 0)
+            ri->mem_measured = false;
         break;
     case SC_PRESENCE:
         if (o->setup_rosters) {
@@ -1955,6 +2121,87 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
                 fprintf(f, "  server CPU       %.3f s  = %.3f us/delivery\n", cpu_us / 1e6, per);
         }
     }
+    if (o->scenario == SC_PUBSUB) {
+        double off = el > 0 ? (double)s->sent / el : 0;
+        double del = el > 0 ? (double)s->delivered / el : 0;
+        double per = s->delivered ? cpu_us / (double)s->delivered : 0;
+        double sub_s = ri->t_join_end > ri->t_join_begin
+                           ? (double)(ri->t_join_end - ri->t_join_begin) / 1e9
+                           : 0;
+        /* per item: notifications received against subscribers at publish time */
+        uint64_t nmsg = atomic_load(&G.msg_seq), checked = nmsg < G.msg_cap ? nmsg : G.msg_cap;
+        uint64_t complete = 0, short_msgs = 0, over_msgs = 0, lost = 0, dups = 0;
+        for (uint64_t i = 0; i < checked; i++) {
+            uint32_t got = atomic_load(&G.msg_got[i]), exp = G.msg_exp[i];
+            if (got == exp) {
+                complete++;
+            } else if (got < exp) {
+                short_msgs++;
+                lost += exp - got;
+            } else {
+                over_msgs++;
+                dups += got - exp;
+            }
+        }
+        if (json) {
+            fprintf(f,
+                    ",\n  \"subscribe_s\": %.3f,\n  \"delivery_check\": {\"messages\": %" PRIu64
+                    ", \"checked\": %" PRIu64 ", \"complete\": %" PRIu64 ", \"short\": %" PRIu64
+                    ", \"over\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"duplicates\": %" PRIu64
+                    ", \"misrouted\": %" PRIu64 "}",
+                    sub_s, nmsg, checked, complete, short_msgs, over_msgs, lost, dups,
+                    s->misrouted);
+            fprintf(f,
+                    ",\n  \"pubsub_domain\": \"%s\",\n  \"node\": \"%s\",\n  \"max_items\": %d"
+                    ",\n  \"subscribers\": %d,\n  \"subscribed\": %" PRIu64
+                    ",\n  \"join_errors\": %" PRIu64 ",\n  \"nodes_created\": %" PRIu64
+                    ",\n  \"duration_s\": %.3f,\n  \"sent\": %" PRIu64
+                    ",\n  \"publishes_acked\": %" PRIu64
+                    ",\n  \"expected_deliveries\": %" PRIu64 ",\n  \"delivered\": %" PRIu64
+                    ",\n  \"msg_errors\": %" PRIu64 ",\n  \"stray\": %" PRIu64
+                    ",\n  \"offered_msgs_per_s\": %.1f,\n  \"deliveries_per_s\": %.1f",
+                    o->pubsub_domain, o->node, o->max_items, o->subscribers,
+                    s->joins_ok > 0 ? s->joins_ok - 1 : 0, s->join_errors, s->rooms_made, el,
+                    s->sent, s->pub_acked, s->expected, s->delivered, s->msg_errors, s->stray,
+                    off, del);
+            print_latency(f, true, lat);
+            if (pid)
+                fprintf(f, ",\n  \"server_cpu_s\": %.3f,\n  \"server_cpu_us_per_delivery\": %.3f",
+                        cpu_us / 1e6, per);
+            if (ri->mem_measured)
+                fprintf(f,
+                        ",\n  \"server_mem\": {\"rss_before_kb\": %ld, \"rss_subscribed_kb\": %ld, "
+                        "\"rss_after_kb\": %ld, \"pss_before_kb\": %ld, \"pss_subscribed_kb\": %ld, "
+                        "\"pss_after_kb\": %ld}",
+                        ri->mem_before.rss_kb, ri->mem_joined.rss_kb, ri->mem_after.rss_kb,
+                        ri->mem_before.pss_kb, ri->mem_joined.pss_kb, ri->mem_after.pss_kb);
+        } else {
+            fprintf(f,
+                    "  node             %s on %s (max_items %d): %" PRIu64
+                    " of %d subscribed, %" PRIu64 " errors, %" PRIu64 " created\n",
+                    o->node, o->pubsub_domain, o->max_items,
+                    s->joins_ok > 0 ? s->joins_ok - 1 : 0, o->subscribers, s->join_errors,
+                    s->rooms_made);
+            fprintf(f,
+                    "  publishes        sent %" PRIu64 " (%.1f/s), acked %" PRIu64
+                    ", notifications %" PRIu64 " of %" PRIu64 " expected, errors %" PRIu64
+                    " over %.3f s\n",
+                    s->sent, off, s->pub_acked, s->delivered, s->expected, s->msg_errors, el);
+            fprintf(f, "  subscribe        %.3f s for node creation and all subscriptions\n", sub_s);
+            fprintf(f,
+                    "  delivery check   %" PRIu64 " of %" PRIu64 " items complete; %" PRIu64
+                    " short (%" PRIu64 " notifications lost), %" PRIu64 " over (%" PRIu64
+                    " duplicates), %" PRIu64 " from a wrong service/node\n",
+                    complete, checked, short_msgs, lost, over_msgs, dups, s->misrouted);
+            fprintf(f, "  deliveries/s     %.1f\n", del);
+            print_latency(f, false, lat);
+            if (pid)
+                fprintf(f, "  server CPU       %.3f s  = %.3f us/delivery\n", cpu_us / 1e6, per);
+            if (ri->mem_measured)
+                fprintf(f, "  server VmRSS     %ld kB -> %ld kB subscribed -> %ld kB after run\n",
+                        ri->mem_before.rss_kb, ri->mem_joined.rss_kb, ri->mem_after.rss_kb);
+        }
+    }
     if (o->scenario == SC_PRESENCE) {
         double lrate = el > 0 ? (double)s->run_logins / el : 0;
         double prate = el > 0 ? (double)s->pres_online / el : 0;
@@ -2028,30 +2275,36 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: loadgen idle|login|chat|muc|presence [options]\n"
+            "usage: loadgen idle|login|chat|muc|presence|pubsub [options]\n"
             "  --host H           server address (127.0.0.1)\n"
             "  --port P           port (5222)\n"
             "  --domain D         XMPP domain (localhost)\n"
             "  --user-fmt F       username printf format with one %%d (user%%d)\n"
             "  --user-offset K    first user index (0)\n"
             "  --password PW      password of all users (pw)\n"
-            "  --users N          number of users / sessions (100; muc: rooms x room size)\n"
+            "  --users N          number of users / sessions (100; muc: rooms x room size;\n"
+            "                     pubsub: subscribers + 1)\n"
             "  --mech M           auto|plain|scram-sha-1|scram-sha-256 (auto)\n"
             "  --tls              use STARTTLS\n"
             "  --direct-tls       TLS from the first byte (XEP-0368)\n"
             "  --threads T        worker threads, each with its own event loop (1)\n"
             "  --concurrency C    logins/joins in flight (100) / parallel loopers (login: 50)\n"
-            "  --rate R           idle: logins/s cap (0 = none); chat, muc: total msgs/s (1000)\n"
+            "  --rate R           idle: logins/s cap (0 = none); chat, muc: total msgs/s;\n"
+            "                     pubsub: publishes/s (1000)\n"
             "  --hold S           idle: seconds to hold sessions (10)\n"
             "  --settle S         idle: seconds after setup before measuring memory (5)\n"
             "  --duration S       login/chat/muc/presence: run length in seconds (10)\n"
-            "  --drain S          chat/muc: max seconds to wait for in-flight messages (5)\n"
+            "  --drain S          chat/muc/pubsub: max seconds to wait for in-flight messages (5)\n"
             "  --warm S           pause between setup and the measured phase (1)\n"
             "  --timeout S        per-login (and per-join) timeout (30)\n"
             "  --resource R       resource prefix; the slot number is appended (lg)\n"
             "  --rooms R          muc: number of rooms bench0..bench<R-1> (1)\n"
             "  --room-size K      muc: occupants per room (10)\n"
             "  --muc-domain D     muc: MUC service (conference.<domain>)\n"
+            "  --subscribers K    pubsub: subscribers of the node (10); user0 publishes\n"
+            "  --pubsub-domain D  pubsub: publish-subscribe service (pubsub.<domain>)\n"
+            "  --node NAME        pubsub: node created and published to (bench)\n"
+            "  --max-items M      pubsub: pubsub#max_items of the node (10)\n"
             "  --roster-size C    presence: contacts per user, even (100)\n"
             "  --setup-rosters    presence: first make the mutual subscriptions\n"
             "  --churn M          presence: users that log in and out (users/10)\n"
@@ -2085,6 +2338,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
         .room_size = 10,
         .roster_size = 100,
         .churn = -1,
+        .subscribers = 10,
+        .max_items = 10,
+        .node = "bench",
         .seed = 0x9e3779b97f4a7c15ull,
     };
     enum {
@@ -2096,6 +2352,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
         OPT_SETUP_ROSTERS,
         OPT_CHURN,
         OPT_DWELL,
+        OPT_SUBSCRIBERS,
+        OPT_PUBSUB_DOMAIN,
+        OPT_NODE,
+        OPT_MAX_ITEMS,
     };
     static const struct option lo[] = {
         {"host", 1, 0, 'H'},
@@ -2128,6 +2388,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
         {"setup-rosters", 0, 0, OPT_SETUP_ROSTERS},
         {"churn", 1, 0, OPT_CHURN},
         {"dwell", 1, 0, OPT_DWELL},
+        {"subscribers", 1, 0, OPT_SUBSCRIBERS},
+        {"pubsub-domain", 1, 0, OPT_PUBSUB_DOMAIN},
+        {"node", 1, 0, OPT_NODE},
+        {"max-items", 1, 0, OPT_MAX_ITEMS},
         {"help", 0, 0, '?'},
         {0, 0, 0, 0},
     };
@@ -2236,6 +2500,18 @@ static int parse_args(struct opts *o, int argc, char **argv)
         case OPT_DWELL:
             o->dwell = atof(optarg);
             break;
+        case OPT_SUBSCRIBERS:
+            o->subscribers = atoi(optarg);
+            break;
+        case OPT_PUBSUB_DOMAIN:
+            o->pubsub_domain = optarg;
+            break;
+        case OPT_NODE:
+            o->node = optarg;
+            break;
+        case OPT_MAX_ITEMS:
+            o->max_items = atoi(optarg);
+            break;
         default:
             usage(stderr);
             return -1;
@@ -2259,7 +2535,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
     if (o->concurrency < 0)
         o->concurrency = o->scenario == SC_LOGIN ? 50 : 100;
     if (o->rate < 0)
-        o->rate = o->scenario == SC_CHAT || o->scenario == SC_MUC ? 1000 : 0;
+        o->rate = o->scenario == SC_CHAT || o->scenario == SC_MUC || o->scenario == SC_PUBSUB
+                      ? 1000
+                      : 0;
     if (o->starttls && o->direct_tls) {
         fprintf(stderr, "--tls and --direct-tls are exclusive\n");
         return -1;
@@ -2281,6 +2559,19 @@ static int parse_args(struct opts *o, int argc, char **argv)
         }
         o->users = o->rooms * o->room_size;
     }
+    if (o->scenario == SC_PUBSUB) {
+        if (o->subscribers < 1 || o->max_items < 1 || !o->node[0] ||
+            strpbrk(o->node, "'\"<>&")) {
+            fprintf(stderr, "pubsub: bad --subscribers, --max-items or --node\n");
+            return -1;
+        }
+        if (o->users_given && o->users != o->subscribers + 1) {
+            fprintf(stderr, "pubsub: --users must be --subscribers + 1 (or left out)\n");
+            return -1;
+        }
+        o->users = o->subscribers + 1;
+        o->rooms = 1;
+    }
     if (o->scenario == SC_PRESENCE) {
         if (o->roster_size < 2 || o->roster_size % 2 || o->roster_size >= o->users) {
             fprintf(stderr, "presence: --roster-size must be even, >= 2 and < --users\n");
@@ -2297,7 +2588,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         o->threads < 1 || o->threads > 64 ||
         o->threads > (o->scenario == SC_LOGIN ? o->concurrency : o->users) ||
         o->threads > o->users || (o->scenario == SC_CHAT && (o->users < 2 || o->rate <= 0)) ||
-        (o->scenario == SC_MUC && o->rate <= 0)) {
+        ((o->scenario == SC_MUC || o->scenario == SC_PUBSUB) && o->rate <= 0)) {
         fprintf(stderr, "bad numeric option\n");
         return -1;
     }
@@ -2352,6 +2643,8 @@ static int init_worker(struct worker *w, int id)
     if (w->concurrency < 1)
         w->concurrency = 1;
     w->rate = o->rate / T;
+    if (o->scenario == SC_PUBSUB) /* one publisher: user 0, on the first worker */
+        w->rate = id == 0 ? o->rate : 0;
     w->nslots = o->scenario == SC_LOGIN ? w->concurrency : w->user_hi - w->user_lo;
     w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
     if (!w->slots)
@@ -2401,6 +2694,11 @@ int main(int argc, char **argv)
         snprintf(muc, sizeof muc, "conference.%s", o->domain);
         o->muc_domain = muc;
     }
+    if (!o->pubsub_domain) {
+        static char ps[300];
+        snprintf(ps, sizeof ps, "pubsub.%s", o->domain);
+        o->pubsub_domain = ps;
+    }
     if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)&G.addr) != 0 &&
         uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&G.addr) != 0) {
         fprintf(stderr, "loadgen: --host must be a numeric IPv4/IPv6 address\n");
@@ -2426,7 +2724,7 @@ int main(int argc, char **argv)
     }
     if (build_jids() != 0)
         return 1;
-    if (o->scenario == SC_MUC) {
+    if (o->scenario == SC_MUC || o->scenario == SC_PUBSUB) {
         /* room for every message of the run, and then some */
         double n = o->rate * (o->duration + 1) * 1.5 + 1024;
         G.msg_cap = n < 5e7 ? (uint64_t)n : 50000000;

@@ -60,3 +60,9 @@ VirtualHost "localhost"
 Component "conference.localhost" "muc"
     restrict_room_creation = false
     max_history_messages = 0
+
+-- The generic pubsub service (XEP-0060) on pubsub.localhost, only for the
+-- pubsub scenario (bench/run psfan); empty otherwise. Prosody 0.12 lets only
+-- admins create nodes, so the publisher (user0) is an admin of this
+-- component (and of nothing else). Items go to the SQL storage above.
+${pubsub_component}
