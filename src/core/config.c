@@ -203,6 +203,10 @@ static const opt_t options[] = {
              "Default: pubsub.<domain>"},
     {"pubsub_node_creation", OPT_STRING, HOST(pubsub_node_creation), .def = "anyone",
      .help = "Who may create pubsub nodes: anyone, local (accounts of this host) or admins."},
+    {"pubsub_max_payload", OPT_SIZE, HOST(pubsub_max_payload), .min = 1024, .max = 16ULL << 20,
+     .def = "128K", .reloadable = true,
+     .help = "Largest item payload a pubsub node or PEP node accepts (XEP-0060\n"
+             "payload-too-big beyond it)."},
     {"muc_room_creation", OPT_STRING, HOST(muc_room_creation), .def = "anyone",
      .help = "Who may create rooms: anyone, local (accounts of this host) or admins."},
     {"muc_max_occupants", OPT_UINT, HOST(muc_max_occupants), .min = 1, .max = 1000000,

@@ -38,6 +38,7 @@ typedef struct config_host {
     char *muc_domain;              /* XEP-0045 service; default conference.<domain>; "none" = off */
     char *pubsub_domain;           /* XEP-0060 service; default pubsub.<domain>; "none" = off */
     char *pubsub_node_creation;    /* anyone|local|admins; default anyone */
+    size_t pubsub_max_payload;     /* bytes per item (pubsub and PEP); default 128K */
     char *muc_room_creation;       /* anyone|local|admins; default anyone */
     unsigned muc_max_occupants;    /* hard cap per room; default 10000 */
     char **admins;                 /* bare JIDs of the host's administrators; default none */

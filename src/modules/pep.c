@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "../core/common.h"
+#include "../core/config.h"
 #include "../core/hashmap.h"
 #include "../core/log.h"
 #include "../xml/ns.h"
@@ -387,6 +388,7 @@ static void batch_done(void *arg, int result)
         a->qtail = &a->qhead;
         a->nq = 0;
     } else {
+        a->svc.max_payload = tern_host_config(a->pep->host)->pubsub_max_payload;
         if (b->want_nodes && !a->loaded) {
             ps_stored_apply(&a->svc, b->stored);
             a->loaded = true;

@@ -45,6 +45,7 @@
 #define PS_DEFAULT_ITEMS 20
 #define PS_MAX_ITEMS     256
 #define PS_MAX_QUEUED    256
+#define PS_MAX_NAME      1024 /* bytes of a node name or item id */
 
 static const char *const aff_names[] = {"outcast", "none", "member", "publisher", "owner"};
 
@@ -116,7 +117,8 @@ static void ps_error_text(ps_service_t *svc, const xml_stanza_t *st, const char 
     /* The text is in the stream's language, which it inherits (RFC 6120
      * §8.3.2 lets xml:lang be left out then). */
     xml_node_add_child_text(e, "text", NS_STANZAS, text);
-    xml_node_add_child(e, app, NS_PUBSUB_ERRORS);
+    if (app)
+        xml_node_add_child(e, app, NS_PUBSUB_ERRORS);
     ps_out_push(svc, err);
 }
 
@@ -1014,6 +1016,10 @@ static void op_create(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps,
         random_id(gen);
         name = gen;
     }
+    if (strlen(name) > PS_MAX_NAME) {
+        ps_error_text(svc, st, "modify", "not-acceptable", NULL, "node name too long");
+        return;
+    }
     if (ps_find(svc, name)) {
         ps_error(svc, st, "cancel", "conflict", NULL, NULL);
         return;
@@ -1069,6 +1075,18 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
         ps_error(svc, st, "modify", "bad-request", "invalid-payload", NULL);
         return;
     }
+    const char *given = item ? xml_node_attr(item, "id") : NULL;
+    if (strlen(name) > PS_MAX_NAME || (given && strlen(given) > PS_MAX_NAME)) {
+        ps_error_text(svc, st, "modify", "not-acceptable", NULL, "node name or item id too long");
+        return;
+    }
+    size_t pl_len = 0;
+    char *pl = payload ? xml_node_to_string(payload, NS_PUBSUB, &pl_len) : NULL;
+    if (pl && svc->max_payload && pl_len > svc->max_payload) {
+        free(pl);
+        ps_error(svc, st, "modify", "not-acceptable", "payload-too-big", NULL);
+        return;
+    }
     ps_node_t *n = ps_find(svc, name);
     xml_node_t *po = xml_node_child(ps, "publish-options", NS_PUBSUB);
     xml_node_t *pox = po ? xml_node_child(po, "x", NS_DATA) : NULL;
@@ -1077,14 +1095,14 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
         /* Auto-create (#auto-create), configured from publish-options. */
         if (!may_create(svc, bare)) {
             ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-            return;
+            goto refused;
         }
         ps_node_t tmp = {0};
         cfg_default(svc, &tmp.cfg);
         if (pox && !apply_config(&tmp, pox)) {
             cfg_free(&tmp.cfg);
             ps_error(svc, st, "cancel", "conflict", "precondition-not-met", NULL);
-            return;
+            goto refused;
         }
         n = ps_new_node(svc, name);
         n->cfg = tmp.cfg;
@@ -1092,26 +1110,26 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
         save_node(svc, n);
     } else if (!may_publish(n, bare)) {
         ps_error(svc, st, "auth", "forbidden", NULL, NULL);
-        return;
+        goto refused;
     } else if (pox && (bad = precondition_failed(n, pox))) {
         char text[160];
         snprintf(text, sizeof(text), "Field does not match: %s",
                  strncmp(bad, "pubsub#", 7) == 0 ? bad + 7 : bad);
         ps_error_text(svc, st, "cancel", "conflict", "precondition-not-met", text);
-        return;
+        goto refused;
     }
     /* §7.1.3.4-7.1.3.6: what the node's configuration asks of a publish. */
     if (!item && (n->cfg.persist_items || n->cfg.deliver_payloads)) {
         ps_error(svc, st, "modify", "bad-request", "item-required", NULL);
-        return;
+        goto refused;
     }
     if (item && !payload && n->cfg.deliver_payloads) {
         ps_error(svc, st, "modify", "bad-request", "payload-required", NULL);
-        return;
+        goto refused;
     }
     if (item && !n->cfg.persist_items && !n->cfg.deliver_payloads) {
         ps_error(svc, st, "modify", "bad-request", "item-forbidden", NULL);
-        return;
+        goto refused;
     }
     char gen[33];
     const char *id = item ? xml_node_attr(item, "id") : NULL;
@@ -1133,8 +1151,7 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
     }
     it->publisher = tern_xstrdup(bare);
     it->seq = ++n->seq;
-    if (payload)
-        it->payload = xml_node_to_string(payload, NS_PUBSUB, NULL);
+    it->payload = pl;
     it->next = n->items;
     n->items = it;
     n->nitems++;
@@ -1154,6 +1171,9 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
         item_free(it);
         n->nitems--;
     }
+    return;
+refused:
+    free(pl);
 }
 
 static void op_retract(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *rt, const char *bare)
@@ -1911,6 +1931,7 @@ static void refresh_policy(pubsub_t *pt)
     pt->svc.creation = hc->pubsub_node_creation;
     pt->svc.local_domain = hc->domain;
     pt->svc.admins = hc->admins;
+    pt->svc.max_payload = hc->pubsub_max_payload;
 }
 
 static void flush_out(pubsub_t *pt, xml_stanza_t **out, size_t n)

@@ -93,6 +93,7 @@ struct ps_service {
     xml_stanza_t **out;
     size_t nout, capout;
     bool pep;                /* PEP defaults: presence access, one item, sent on presence */
+    size_t max_payload;      /* bytes per item payload; 0 = no limit */
     const ps_hooks_t *hooks; /* borrowed; NULL for none */
 };
 
@@ -104,6 +105,9 @@ void ps_service_clear(ps_service_t *svc);
 
 /* Handles one stanza addressed to the service; from is its stamped sender. */
 void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *from);
+
+/* Appends st (taking its reference) to the service's outbox. */
+void ps_out_push(ps_service_t *svc, xml_stanza_t *st);
 
 /* The produced stanzas, in order (caller owns the array and the refs). */
 xml_stanza_t **ps_take_out(ps_service_t *svc, size_t *n);

@@ -270,3 +270,54 @@ def test_persists_across_restart(tern):
     item = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
     assert item.find(q(NS_NICK, "nick")).text == "Before"
     a.close()
+
+
+def test_bad_input_refused_and_nothing_stored(tern):
+    """XEP-0060 §7.1.3: a payload over pubsub_max_payload gets
+    not-acceptable + payload-too-big, an item id over 1024 bytes
+    not-acceptable, an invalid node configuration not-acceptable (§8.2.5);
+    none of them changes what is stored."""
+    srv = tern(hosts={"localhost": {"pubsub_max_payload": "2K"}},
+               users={"alice@localhost": "alice-secret"})
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    ok(publish(a, NS_NICK, "current", nick("Small")))
+    res = publish(a, NS_NICK, "current", nick("x" * 3000))
+    assert stanza_error(res) == ("modify", "not-acceptable")
+    assert res.find(q(NS_CLIENT, "error")).find(q(NS_PS_ERRORS, "payload-too-big")) is not None
+    res = publish(a, NS_NICK, "i" * 1025, nick("Long id"))
+    assert stanza_error(res) == ("modify", "not-acceptable")
+    res = publish(a, "urn:test:big", "x", nick("y" * 3000))
+    assert stanza_error(res) == ("modify", "not-acceptable")
+    res = a.iq("set", "<pubsub xmlns='%s'><configure node='%s'><x xmlns='%s' type='submit'>"
+               "<field var='FORM_TYPE' type='hidden'><value>%s#node_config</value></field>"
+               "<field var='pubsub#max_items'><value>lots</value></field></x></configure>"
+               "</pubsub>" % (NS_PS_OWNER, NS_NICK, NS_DATA, NS_PS))
+    assert stanza_error(res) == ("modify", "not-acceptable")
+    res = ok(a.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_NICK)))
+    items = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).findall(q(NS_PS, "item"))
+    assert [(i.get("id"), i.find(q(NS_NICK, "nick")).text) for i in items] == [("current", "Small")]
+    res = a.iq("get", "<pubsub xmlns='%s'><items node='urn:test:big'/></pubsub>" % NS_PS)
+    assert stanza_error(res) == ("cancel", "item-not-found")
+    a.close()
+
+
+def test_roster_access_model_by_group(srv):
+    """XEP-0060 §4.5 roster model: only contacts in an allowed roster
+    group of the owner may read the node."""
+    a = online(srv, "alice@localhost/pc", [])
+    for contact, group in (("bob@localhost", "Friends"), ("carol@localhost", "Work")):
+        ok(a.iq("set", "<query xmlns='jabber:iq:roster'><item jid='%s'><group>%s</group></item>"
+                "</query>" % (contact, group)))
+    ok(publish(a, "urn:test:friends", "1", "<x xmlns='urn:test'/>",
+               {"pubsub#access_model": "roster", "pubsub#roster_groups_allowed": "Friends"}))
+    b = server_login(srv, "bob@localhost/pc")
+    c = server_login(srv, "carol@localhost/pc")
+    ok(b.iq("get", "<pubsub xmlns='%s'><items node='urn:test:friends'/></pubsub>" % NS_PS,
+            to="alice@localhost"))
+    res = c.iq("get", "<pubsub xmlns='%s'><items node='urn:test:friends'/></pubsub>" % NS_PS,
+               to="alice@localhost")
+    assert stanza_error(res) == ("auth", "not-authorized")
+    assert res.find(q(NS_CLIENT, "error")).find(q(NS_PS_ERRORS, "not-in-roster-group")) \
+        is not None
+    for s in (a, b, c):
+        s.close()

@@ -79,6 +79,7 @@ static void test_defaults(void **state)
     assert_string_equal(h->muc_domain, "conference.localhost");
     assert_string_equal(h->pubsub_domain, "pubsub.localhost");
     assert_string_equal(h->pubsub_node_creation, "anyone");
+    assert_int_equal(h->pubsub_max_payload, 128 * 1024);
     assert_false(h->registration);
     assert_int_equal(h->registration_limit, 3);
     assert_int_equal(h->registration_window, 3600);
