@@ -32,15 +32,18 @@
 #include "../core/hashmap.h"
 #include "../core/log.h"
 #include "../xml/ns.h"
+#include "../xml/parser.h"
 #include "caps.h"
+#include "pep.h"
 #include "pubsub.h"
 #include "roster.h"
 #include "tern/module.h"
+#include "vcard.h"
 
 #define PEP_MAX_QUEUED 256 /* events waiting for one account's batch */
 #define PEP_MAX_RECIPS 1024
 
-extern const tern_module_def_t mod_pep;
+#define NS_PEP_VCARD_CONVERSION "urn:xmpp:pep-vcard-conversion:0"
 
 typedef struct {
     unsigned sub;
@@ -57,6 +60,7 @@ typedef enum { EV_IQ, EV_LAST } ev_kind_t;
 
 typedef struct ev {
     ev_kind_t kind;
+    bool internal;    /* EV_IQ made by the server for the owner: no reply */
     xml_stanza_t *st; /* EV_IQ */
     jid_t from;       /* EV_IQ */
     char *to;         /* EV_LAST: the recipient's full JID */
@@ -70,10 +74,11 @@ typedef struct {
     char *bare, *local;
     ps_service_t svc;
     ps_hooks_t hooks;
-    bool loaded;      /* nodes read from storage */
-    bool busy;        /* a storage job is in flight */
-    hashmap_t roster; /* contact bare JID -> contact_t */
-    hashmap_t recips; /* recipient full JID -> recip_t */
+    bool loaded;       /* nodes read from storage */
+    bool internal_now; /* handling a server-made publish (XEP-0398) */
+    bool busy;         /* a storage job is in flight */
+    hashmap_t roster;  /* contact bare JID -> contact_t */
+    hashmap_t recips;  /* recipient full JID -> recip_t */
     ev_t *qhead, **qtail;
     size_t nq;
 } acct_t;
@@ -209,6 +214,40 @@ static bool want_node(void *ud, const char *node)
     return wants(w->a, w->ver, node);
 }
 
+/* XEP-0398 §3.1: an avatar the owner published through XEP-0084 becomes
+ * the vCard's photo (for vCard-based clients and the XEP-0153 hash in
+ * presence); an empty metadata item (avatar switched off) removes it. */
+static void published(void *ud, ps_service_t *svc, const ps_node_t *n, const ps_item_t *it)
+{
+    acct_t *a = ud;
+    if (a->internal_now || strcmp(n->name, NS_AVATAR_METADATA) != 0 || !it->payload)
+        return;
+    size_t len = strlen(it->payload);
+    xml_stanza_t *meta = xml_parse_element(it->payload, len, NS_CLIENT, 2 * len + 1024);
+    xml_node_t *m = meta ? xml_stanza_root(meta) : NULL;
+    if (xml_node_is(m, "metadata", NS_AVATAR_METADATA)) {
+        xml_node_t *info = xml_node_child(m, "info", NS_AVATAR_METADATA);
+        /* §3.1: the info that is not a pointer to an external URL */
+        while (info && xml_node_attr(info, "url"))
+            info = xml_node_next(info, "info", NS_AVATAR_METADATA);
+        const char *id = info ? xml_node_attr(info, "id") : NULL;
+        const char *data = id ? ps_item_payload(svc, NS_AVATAR_DATA, id) : NULL;
+        if (!xml_node_child(m, "info", NS_AVATAR_METADATA)) {
+            vcard_set_photo(a->pep->host, a->local, NULL, NULL, NULL);
+        } else if (data) {
+            size_t dl = strlen(data);
+            xml_stanza_t *d = xml_parse_element(data, dl, NS_CLIENT, 2 * dl + 1024);
+            if (d && xml_node_is(xml_stanza_root(d), "data", NS_AVATAR_DATA))
+                vcard_set_photo(a->pep->host, a->local, xml_node_attr(info, "type"),
+                                xml_node_text(xml_stanza_root(d)), id);
+            if (d)
+                xml_stanza_unref(d);
+        }
+    }
+    if (meta)
+        xml_stanza_unref(meta);
+}
+
 /* ------------------------------------------------------------------ accounts */
 
 static acct_t *acct_get(pep_t *p, const char *bare, bool create)
@@ -226,6 +265,7 @@ static acct_t *acct_get(pep_t *p, const char *bare, bool create)
     ps_service_init(&a->svc, p->srv, bare, at + 1, a->local, bare);
     a->hooks.roster_allows = roster_allows;
     a->hooks.fanout = fanout;
+    a->hooks.published = published;
     a->hooks.ud = a;
     a->svc.hooks = &a->hooks;
     hashmap_init(&a->roster);
@@ -298,6 +338,21 @@ static void send_last(acct_t *a, const char *to)
     free(bare);
 }
 
+/* Removes from svc's outbox, past index from, the iq answering id. */
+static void drop_reply(ps_service_t *svc, size_t from, const char *id)
+{
+    for (size_t i = from; id && i < svc->nout; i++) {
+        xml_node_t *r = xml_stanza_root(svc->out[i]);
+        const char *rid = xml_node_attr(r, "id");
+        if (strcmp(r->name, "iq") == 0 && rid && strcmp(rid, id) == 0) {
+            xml_stanza_unref(svc->out[i]);
+            memmove(svc->out + i, svc->out + i + 1, (svc->nout - i - 1) * sizeof(*svc->out));
+            svc->nout--;
+            return;
+        }
+    }
+}
+
 static void run_events(acct_t *a)
 {
     ev_t *e = a->qhead;
@@ -306,7 +361,14 @@ static void run_events(acct_t *a)
     a->nq = 0;
     while (e) {
         ev_t *next = e->next;
-        if (e->kind == EV_IQ)
+        if (e->kind == EV_IQ && e->internal) {
+            /* Its answer goes nowhere: drop what the core queued for it. */
+            size_t before = a->svc.nout;
+            a->internal_now = true;
+            ps_handle(&a->svc, e->st, &e->from);
+            a->internal_now = false;
+            drop_reply(&a->svc, before, xml_node_attr(xml_stanza_root(e->st), "id"));
+        } else if (e->kind == EV_IQ)
             ps_handle(&a->svc, e->st, &e->from);
         else
             send_last(a, e->to);
@@ -595,6 +657,69 @@ static void on_closed(void *state, tern_session_t *s)
     free(bare);
 }
 
+/* ------------------------------------------------------------------ on the owner's behalf */
+
+static int publish_internal(pep_t *p, const char *bare, const char *node, const char *id,
+                            const char *payload, size_t payload_len)
+{
+    acct_t *a = acct_get(p, bare, true);
+    if (!a)
+        return -1;
+    xml_stanza_t *pl = xml_parse_element(payload, payload_len, NS_PUBSUB, 2 * payload_len + 1024);
+    if (!pl)
+        return -1;
+    xml_stanza_t *iq = xml_stanza_new("iq", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(iq);
+    xml_node_set_attr(root, "type", "set");
+    char iid[64];
+    snprintf(iid, sizeof(iid), "pep-internal-%p", (void *)iq);
+    xml_node_set_attr(root, "id", iid);
+    xml_node_t *pub =
+        xml_node_add_child(xml_node_add_child(root, "pubsub", NS_PUBSUB), "publish", NS_PUBSUB);
+    xml_node_set_attr(pub, "node", node);
+    xml_node_t *item = xml_node_add_child(pub, "item", NS_PUBSUB);
+    xml_node_set_attr(item, "id", id);
+    xml_node_append_copy(item, xml_stanza_root(pl));
+    xml_stanza_unref(pl);
+    ev_t *e = tern_xcalloc(1, sizeof(*e));
+    e->kind = EV_IQ;
+    e->internal = true;
+    e->st = iq;
+    if (jid_parse(bare, &e->from) != 0) {
+        ev_free(e);
+        return -1;
+    }
+    return enqueue(a, e) ? 0 : -1;
+}
+
+int pep_publish_avatar(tern_host_t *h, const char *bare, const char *b64, const char *type,
+                       size_t bytes, const char *sha1)
+{
+    pep_t *p = tern_host_module_state(h, &mod_pep);
+    if (!p || !b64 || !sha1)
+        return -1;
+    size_t cap = strlen(b64) + 128;
+    char *data = tern_xmalloc(cap);
+    int n = snprintf(data, cap, "<data xmlns='%s'>%s</data>", NS_AVATAR_DATA, b64);
+    int rc = publish_internal(p, bare, NS_AVATAR_DATA, sha1, data, (size_t)n);
+    free(data);
+    if (rc != 0)
+        return rc;
+    xml_stanza_t *meta = xml_stanza_new("metadata", NS_AVATAR_METADATA);
+    xml_node_t *info = xml_node_add_child(xml_stanza_root(meta), "info", NS_AVATAR_METADATA);
+    char num[32];
+    snprintf(num, sizeof(num), "%zu", bytes);
+    xml_node_set_attr(info, "bytes", num);
+    xml_node_set_attr(info, "id", sha1);
+    xml_node_set_attr(info, "type", type ? type : "image/png");
+    size_t ml;
+    char *ms = xml_node_to_string(xml_stanza_root(meta), NS_PUBSUB, &ml);
+    xml_stanza_unref(meta);
+    rc = ms ? publish_internal(p, bare, NS_AVATAR_METADATA, sha1, ms, ml) : -1;
+    free(ms);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ iqs */
 
 static tern_handled_t on_iq(void *state, tern_iq_t *iq)
@@ -659,6 +784,7 @@ static void *pep_init(tern_module_t *m)
         NS_PUBSUB "#retrieve-items",
         NS_PUBSUB "#retrieve-subscriptions",
         NS_PUBSUB "#subscribe",
+        NS_PEP_VCARD_CONVERSION,
     };
     for (size_t i = 0; i < TERN_ARRAY_LEN(features); i++)
         tern_register_disco_feature(m, TERN_SCOPE_ACCOUNT, features[i]);

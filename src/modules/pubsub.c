@@ -1162,6 +1162,8 @@ static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps
     xml_node_set_attr(xml_node_add_child(pe, "item", NS_PUBSUB), "id", id);
     ps_out_push(svc, res);
     notify_item(svc, n, it);
+    if (svc->hooks && svc->hooks->published)
+        svc->hooks->published(svc->hooks->ud, svc, n, it);
     if (n->cfg.persist_items) {
         save_item(svc, n, it);
         save_node(svc, n); /* seq */
@@ -1808,6 +1810,13 @@ bool ps_may_see(ps_service_t *svc, const ps_node_t *n, const char *bare)
 {
     const char *app;
     return access_denied(svc, n, bare, &app) == NULL;
+}
+
+const char *ps_item_payload(ps_service_t *svc, const char *node, const char *id)
+{
+    ps_node_t *n = ps_find(svc, node);
+    ps_item_t *it = n ? find_item(n, id, NULL) : NULL;
+    return it ? it->payload : NULL;
 }
 
 bool ps_is_subscriber(const ps_node_t *n, const char *to)

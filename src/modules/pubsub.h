@@ -76,6 +76,9 @@ typedef struct {
      * (m has no 'to'; borrowed): PEP adds the contacts that asked for the
      * node with +notify, skipping those ps_is_subscriber already covers. */
     void (*fanout)(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_stanza_t *m);
+    /* After it was published to n (and notified), for what a front end
+     * derives from items (PEP avatars into the vCard, XEP-0398). */
+    void (*published)(void *ud, ps_service_t *svc, const ps_node_t *n, const ps_item_t *it);
     void *ud;
 } ps_hooks_t;
 
@@ -116,6 +119,9 @@ xml_stanza_t **ps_take_out(ps_service_t *svc, size_t *n);
  * see, sends its last item on presence, and that want(ud, node) accepts. */
 void ps_send_last_items(ps_service_t *svc, const char *to, const char *bare,
                         bool (*want)(void *ud, const char *node), void *ud);
+
+/* The stored payload (serialised element) of item id of node, or NULL. */
+const char *ps_item_payload(ps_service_t *svc, const char *node, const char *id);
 
 /* Whether bare may see n's items (access model, affiliations, hooks). */
 bool ps_may_see(ps_service_t *svc, const ps_node_t *n, const char *bare);

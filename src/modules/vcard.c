@@ -38,7 +38,9 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "pep.h"
 #include "tern/module.h"
+#include "vcard.h"
 
 #define VCARD_STORE "vcard"
 #define VCARD_KEY   ""
@@ -71,6 +73,9 @@ typedef struct {
     char hash[SHA1_HEX_LEN + 1];
     char *data; /* set: what to store; get: what was found (malloc'd, owned) */
     size_t len;
+    /* set with a photo: what XEP-0398 republishes as a PEP avatar */
+    char *photo_type, *photo_b64;
+    size_t photo_bytes;
 } vcard_job_t;
 
 /* ---- the photo hash ---- */
@@ -85,7 +90,7 @@ static bool is_b64_space(char c)
  * is not base64 (an EXTVAL is a URL, not image data to hash). Whitespace
  * anywhere in BINVAL is ignored (vCards wrap base64 at 75 or 76 columns)
  * and missing '=' padding is tolerated. */
-static bool photo_hash(const xml_node_t *vcard, char out[SHA1_HEX_LEN + 1])
+static bool photo_hash(const xml_node_t *vcard, char out[SHA1_HEX_LEN + 1], size_t *bytes)
 {
     out[0] = 0;
     const xml_node_t *photo = xml_node_child(vcard, "PHOTO", NS_VCARD);
@@ -128,6 +133,8 @@ static bool photo_hash(const xml_node_t *vcard, char out[SHA1_HEX_LEN + 1])
                     out[2 * i + 1] = hex[md[i] & 15];
                 }
                 out[SHA1_HEX_LEN] = 0;
+                if (bytes)
+                    *bytes = (size_t)got - pad;
                 ok = true;
             }
         }
@@ -135,6 +142,24 @@ static bool photo_hash(const xml_node_t *vcard, char out[SHA1_HEX_LEN + 1])
     }
     free(b64);
     return ok;
+}
+
+/* The PHOTO's TYPE (image/png when absent) and its BINVAL without
+ * whitespace, as XEP-0084 wants them (malloc'd, caller frees). */
+static void photo_fields(const xml_node_t *vcard, char **type, char **b64)
+{
+    const xml_node_t *photo = xml_node_child(vcard, "PHOTO", NS_VCARD);
+    const xml_node_t *t = photo ? xml_node_child(photo, "TYPE", NS_VCARD) : NULL;
+    const xml_node_t *binval = photo ? xml_node_child(photo, "BINVAL", NS_VCARD) : NULL;
+    const char *tv = t ? xml_node_text(t) : "";
+    *type = tern_xstrdup(*tv ? tv : "image/png");
+    const char *text = binval ? xml_node_text(binval) : "";
+    size_t n = strlen(text), len = 0;
+    *b64 = tern_xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        if (!is_b64_space(text[i]))
+            (*b64)[len++] = text[i];
+    (*b64)[len] = 0;
 }
 
 /* ---- the per-account cache ---- */
@@ -159,6 +184,8 @@ static void job_free(vcard_job_t *j)
     free(j->host);
     free(j->user);
     free(j->data);
+    free(j->photo_type);
+    free(j->photo_b64);
     free(j);
 }
 
@@ -211,7 +238,7 @@ static void load_done(void *arg, int result)
         xml_stanza_t *card = xml_parse_element(j->data, j->len, NS_CLIENT, j->len);
         if (card && xml_node_is(xml_stanza_root(card), "vCard", NS_VCARD)) {
             char hash[SHA1_HEX_LEN + 1];
-            bool has = photo_hash(xml_stanza_root(card), hash);
+            bool has = photo_hash(xml_stanza_root(card), hash, NULL);
             avatar_set(a, has, hash);
         } else {
             log_error("vcard", "stored vCard of %s@%s is unreadable", j->user, j->host);
@@ -259,6 +286,15 @@ static void job_done(void *arg, int result)
             if (a)
                 avatar_set(a, j->has_photo, j->hash);
             tern_iq_saved_reply(j->iq, NULL);
+            if (j->has_photo) {
+                /* XEP-0398 §3.2: clients that only know XEP-0084 see it. */
+                size_t bl = strlen(j->user) + 1 + strlen(j->host) + 1;
+                char *bare = tern_xmalloc(bl);
+                snprintf(bare, bl, "%s@%s", j->user, j->host);
+                pep_publish_avatar(j->v->host, bare, j->photo_b64, j->photo_type, j->photo_bytes,
+                                   j->hash);
+                free(bare);
+            }
         } else
             tern_iq_saved_error(j->iq, "wait", "internal-server-error", NULL);
     } else if (result == 0) {
@@ -317,7 +353,9 @@ static tern_handled_t on_vcard(void *st, tern_iq_t *iq)
             job_free(j);
             return TERN_HANDLED;
         }
-        j->has_photo = photo_hash(iq->payload, j->hash);
+        j->has_photo = photo_hash(iq->payload, j->hash, &j->photo_bytes);
+        if (j->has_photo)
+            photo_fields(iq->payload, &j->photo_type, &j->photo_b64);
     }
     j->iq = tern_iq_save(iq);
     if (tern_storage_submit(tern_host_server(v->host), job_run, job_done, j) != 0) {
@@ -325,6 +363,106 @@ static tern_handled_t on_vcard(void *st, tern_iq_t *iq)
         job_free(j);
     }
     return TERN_HANDLED;
+}
+
+/* ---- XEP-0398: a PEP avatar becomes the vCard's photo ---- */
+
+typedef struct {
+    vcard_t *v;
+    char *host, *user, *type, *b64, *expect;
+    size_t max;
+    bool has_photo;
+    char hash[SHA1_HEX_LEN + 1];
+} photo_job_t;
+
+static void photo_job_free(photo_job_t *j)
+{
+    free(j->host);
+    free(j->user);
+    free(j->type);
+    free(j->b64);
+    free(j->expect);
+    free(j);
+}
+
+/* Storage thread: read, change the PHOTO, write back; the account's vCard
+ * writes are all submitted from its worker, so they apply in order. */
+static int photo_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    photo_job_t *j = arg;
+    char *old = NULL;
+    size_t old_len = 0;
+    int rc = drv->kv_get(db, j->host, j->user, VCARD_STORE, VCARD_KEY, &old, &old_len);
+    if (rc != 0 && rc != TERN_ENOENT)
+        return rc;
+    xml_stanza_t *card = old ? xml_parse_element(old, old_len, NS_CLIENT, old_len) : NULL;
+    free(old);
+    if (card && !xml_node_is(xml_stanza_root(card), "vCard", NS_VCARD)) {
+        xml_stanza_unref(card);
+        return TERN_EIO;
+    }
+    xml_stanza_t *out = xml_stanza_new("vCard", NS_VCARD);
+    xml_node_t *root = xml_stanza_root(out);
+    for (xml_node_t *e = card ? xml_node_first_element(xml_stanza_root(card)) : NULL; e;
+         e = xml_node_next(e, NULL, NULL))
+        if (!xml_node_is(e, "PHOTO", NS_VCARD))
+            xml_node_append_copy(root, e);
+    if (card)
+        xml_stanza_unref(card);
+    if (j->b64) {
+        xml_node_t *photo = xml_node_add_child(root, "PHOTO", NS_VCARD);
+        xml_node_add_child_text(photo, "TYPE", NS_VCARD, j->type ? j->type : "image/png");
+        xml_node_add_child_text(photo, "BINVAL", NS_VCARD, j->b64);
+    }
+    j->has_photo = photo_hash(root, j->hash, NULL);
+    size_t len = 0;
+    char *data = NULL;
+    if (j->b64 && (!j->has_photo || (j->expect && strcmp(j->expect, j->hash) != 0)))
+        rc = TERN_EINVAL; /* not the image the metadata names */
+    else if (!(data = xml_node_to_string(root, NS_CLIENT, &len)))
+        rc = TERN_ENOMEM;
+    else if (len > j->max)
+        rc = TERN_EINVAL;
+    else
+        rc = drv->kv_put(db, j->host, j->user, VCARD_STORE, VCARD_KEY, data, len);
+    free(data);
+    xml_stanza_unref(out);
+    return rc;
+}
+
+static void photo_done(void *arg, int result)
+{
+    photo_job_t *j = arg;
+    avatar_t *a = hashmap_get(&j->v->accts, j->user);
+    if (result == 0 && a)
+        avatar_set(a, j->has_photo, j->hash);
+    else if (result != 0)
+        log_info("vcard", "avatar of %s@%s not copied into the vCard (%d)", j->user, j->host,
+                 result);
+    photo_job_free(j);
+}
+
+int vcard_set_photo(tern_host_t *h, const char *user, const char *type, const char *b64,
+                    const char *expect_sha1)
+{
+    vcard_t *v = tern_host_module_state(h, &mod_vcard);
+    if (!v)
+        return -1;
+    photo_job_t *j = tern_xcalloc(1, sizeof(*j));
+    j->v = v;
+    j->host = tern_xstrdup(tern_host_domain(h));
+    j->user = tern_xstrdup(user);
+    j->type = type ? tern_xstrdup(type) : NULL;
+    j->b64 = b64 ? tern_xstrdup(b64) : NULL;
+    j->expect = expect_sha1 ? tern_xstrdup(expect_sha1) : NULL;
+    /* the avatar is already bounded by pubsub_max_payload; the vCard
+     * around it by vcard_max_size */
+    j->max = tern_host_config(h)->vcard_max_size + tern_host_config(h)->pubsub_max_payload;
+    if (tern_storage_submit(tern_host_server(h), photo_run, photo_done, j) != 0) {
+        photo_job_free(j);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- XEP-0153 presence ---- */

@@ -321,3 +321,77 @@ def test_roster_access_model_by_group(srv):
         is not None
     for s in (a, b, c):
         s.close()
+
+
+NS_AVATAR_DATA = "urn:xmpp:avatar:data"
+NS_VCARD = "vcard-temp"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+
+
+def test_xep0398_pep_avatar_becomes_vcard_photo(srv):
+    """XEP-0398 §3.1 and §4: an XEP-0084 avatar (data, then metadata)
+    becomes the vCard's PHOTO, the rest of the vCard kept, and the next
+    presence carries its SHA-1; empty metadata removes the photo."""
+    img = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2
+    sha = hashlib.sha1(img).hexdigest()
+    b64 = base64.b64encode(img).decode()
+    a = online(srv, "alice@localhost/pc", [])
+    ok(a.iq("set", "<vCard xmlns='%s'><FN>Alice A.</FN></vCard>" % NS_VCARD))
+    res = ok(a.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to="alice@localhost"))
+    feats = {f.get("var") for f in res.find(q(DISCO_INFO, "query")).findall(q(DISCO_INFO,
+                                                                             "feature"))}
+    assert "urn:xmpp:pep-vcard-conversion:0" in feats
+    ok(publish(a, NS_AVATAR_DATA, sha, "<data xmlns='%s'>%s</data>" % (NS_AVATAR_DATA, b64)))
+    ok(publish(a, NS_AVATAR_META, sha, "<metadata xmlns='%s'><info bytes='%d' id='%s' "
+               "type='image/png' height='1' width='1'/></metadata>"
+               % (NS_AVATAR_META, len(img), sha)))
+    card = ok(a.iq("get", "<vCard xmlns='%s'/>" % NS_VCARD)).find(q(NS_VCARD, "vCard"))
+    assert card.findtext(q(NS_VCARD, "FN")) == "Alice A."
+    photo = card.find(q(NS_VCARD, "PHOTO"))
+    assert photo.findtext(q(NS_VCARD, "TYPE")) == "image/png"
+    assert base64.b64decode(photo.findtext(q(NS_VCARD, "BINVAL"))) == img
+    settle(a)
+    a.send("<presence/>")
+    p = a.expect(is_presence(a.jid), what="own presence")
+    assert p.find(q(NS_VCARD_UPDATE, "x")).findtext(q(NS_VCARD_UPDATE, "photo")) == sha
+    # a metadata whose image does not hash to its id is not copied
+    ok(publish(a, NS_AVATAR_DATA, "0" * 40, "<data xmlns='%s'>%s</data>"
+               % (NS_AVATAR_DATA, base64.b64encode(b"other").decode())))
+    ok(publish(a, NS_AVATAR_META, "0" * 40, "<metadata xmlns='%s'><info bytes='5' id='%s' "
+               "type='image/png'/></metadata>" % (NS_AVATAR_META, "0" * 40)))
+    ok(publish(a, NS_AVATAR_META, "off", "<metadata xmlns='%s'/>" % NS_AVATAR_META))
+    card = ok(a.iq("get", "<vCard xmlns='%s'/>" % NS_VCARD)).find(q(NS_VCARD, "vCard"))
+    assert card.find(q(NS_VCARD, "PHOTO")) is None
+    assert card.findtext(q(NS_VCARD, "FN")) == "Alice A."
+    a.close()
+
+
+def test_xep0398_vcard_photo_becomes_pep_avatar(srv):
+    """XEP-0398 §3.2: a vCard set with a photo is published as XEP-0084
+    data (id = SHA-1) and metadata, and a contact whose client asked for
+    metadata+notify is told."""
+    img = b"GIF89a" + bytes(reversed(range(256)))
+    sha = hashlib.sha1(img).hexdigest()
+    a = online(srv, "alice@localhost/pc", [])
+    b = online(srv, "bob@localhost/pc", [NS_AVATAR_META])
+    subscribe_both(a, b, "alice@localhost", "bob@localhost")
+    b64 = base64.b64encode(img).decode()
+    wrapped = "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76))
+    ok(a.iq("set", "<vCard xmlns='%s'><FN>A</FN><PHOTO><TYPE>image/gif</TYPE><BINVAL>%s"
+            "</BINVAL></PHOTO></vCard>" % (NS_VCARD, wrapped)))
+    m = expect_event(b, NS_AVATAR_META, "alice@localhost", what="metadata notification")
+    info = event_of(m).find(q(NS_PS_EVENT, "item")).find(q(NS_AVATAR_META, "metadata")).find(
+        q(NS_AVATAR_META, "info"))
+    assert info.get("id") == sha and info.get("type") == "image/gif"
+    assert info.get("bytes") == str(len(img))
+    res = ok(b.iq("get", "<pubsub xmlns='%s'><items node='%s'><item id='%s'/></items></pubsub>"
+                  % (NS_PS, NS_AVATAR_DATA, sha), to="alice@localhost"))
+    data = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item")).find(
+        q(NS_AVATAR_DATA, "data"))
+    assert base64.b64decode(data.text) == img
+    # and it is not turned back into a second vCard write loop: the vCard
+    # is still the one the client set
+    card = ok(a.iq("get", "<vCard xmlns='%s'/>" % NS_VCARD)).find(q(NS_VCARD, "vCard"))
+    assert card.findtext(q(NS_VCARD, "FN")) == "A"
+    a.close()
+    b.close()
