@@ -44,6 +44,8 @@
 #define PEP_MAX_RECIPS 1024
 
 #define NS_PEP_VCARD_CONVERSION "urn:xmpp:pep-vcard-conversion:0"
+#define NS_BOOKMARKS            "storage:bookmarks"
+#define NS_BOOKMARKS2           "urn:xmpp:bookmarks:1"
 
 typedef struct {
     unsigned sub;
@@ -56,7 +58,12 @@ typedef struct {
     char full[]; /* the map's key */
 } recip_t;
 
-typedef enum { EV_IQ, EV_LAST } ev_kind_t;
+typedef enum { EV_IQ, EV_LAST, EV_CALL } ev_kind_t;
+
+typedef struct acct acct_t;
+/* EV_CALL: runs with the account's nodes loaded (ok), or ok false when
+ * they could not be; it frees ud either way. */
+typedef void (*acct_call_t)(acct_t *a, void *ud, bool ok);
 
 typedef struct ev {
     ev_kind_t kind;
@@ -64,12 +71,14 @@ typedef struct ev {
     xml_stanza_t *st; /* EV_IQ */
     jid_t from;       /* EV_IQ */
     char *to;         /* EV_LAST: the recipient's full JID */
+    acct_call_t call; /* EV_CALL */
+    void *ud;
     struct ev *next;
 } ev_t;
 
 typedef struct pep pep_t;
 
-typedef struct {
+struct acct {
     pep_t *pep;
     char *bare, *local;
     ps_service_t svc;
@@ -81,7 +90,7 @@ typedef struct {
     hashmap_t recips;  /* recipient full JID -> recip_t */
     ev_t *qhead, **qtail;
     size_t nq;
-} acct_t;
+};
 
 struct pep {
     tern_host_t *host;
@@ -132,6 +141,8 @@ static void map_clear(hashmap_t *m, bool is_roster)
 
 static void ev_free(ev_t *e)
 {
+    if (e->call) /* never ran: its owner still learns */
+        e->call(NULL, e->ud, false);
     if (e->st)
         xml_stanza_unref(e->st);
     jid_clear(&e->from);
@@ -353,6 +364,17 @@ static void drop_reply(ps_service_t *svc, size_t from, const char *id)
     }
 }
 
+/* A request the server makes as the owner (XEP-0398, XEP-0411): handled
+ * like the owner's own, its answer dropped, and not converted back. */
+static void handle_internal(acct_t *a, const xml_stanza_t *iq, const jid_t *owner)
+{
+    size_t before = a->svc.nout;
+    a->internal_now = true;
+    ps_handle(&a->svc, iq, owner);
+    a->internal_now = false;
+    drop_reply(&a->svc, before, xml_node_attr(xml_stanza_root(iq), "id"));
+}
+
 static void run_events(acct_t *a)
 {
     ev_t *e = a->qhead;
@@ -362,16 +384,16 @@ static void run_events(acct_t *a)
     while (e) {
         ev_t *next = e->next;
         if (e->kind == EV_IQ && e->internal) {
-            /* Its answer goes nowhere: drop what the core queued for it. */
-            size_t before = a->svc.nout;
-            a->internal_now = true;
+            handle_internal(a, e->st, &e->from);
+        } else if (e->kind == EV_IQ) {
             ps_handle(&a->svc, e->st, &e->from);
-            a->internal_now = false;
-            drop_reply(&a->svc, before, xml_node_attr(xml_stanza_root(e->st), "id"));
-        } else if (e->kind == EV_IQ)
-            ps_handle(&a->svc, e->st, &e->from);
-        else
+        } else if (e->kind == EV_CALL) {
+            acct_call_t call = e->call;
+            e->call = NULL;
+            call(a, e->ud, true);
+        } else {
             send_last(a, e->to);
+        }
         ev_free(e);
         e = next;
     }
@@ -440,7 +462,7 @@ static void batch_done(void *arg, int result)
          * askers to retry rather than serve an empty service. */
         log_warn("pep", "loading %s failed (%d)", a->bare, result);
         for (ev_t *e = a->qhead; e; e = e->next)
-            if (e->kind == EV_IQ)
+            if (e->kind == EV_IQ && !e->internal)
                 tern_bounce(a->pep->srv, e->st, "wait", "internal-server-error", NULL);
         while (a->qhead) {
             ev_t *e = a->qhead;
@@ -485,7 +507,7 @@ static void kick(acct_t *a)
         batch_free(b);
         a->busy = false;
         for (ev_t *e = a->qhead; e; e = e->next)
-            if (e->kind == EV_IQ)
+            if (e->kind == EV_IQ && !e->internal)
                 tern_bounce(a->pep->srv, e->st, "wait", "resource-constraint", NULL);
         while (a->qhead) {
             ev_t *e = a->qhead;
@@ -659,6 +681,49 @@ static void on_closed(void *state, tern_session_t *s)
 
 /* ------------------------------------------------------------------ on the owner's behalf */
 
+/* <iq type='set'><pubsub/></iq> with a private id, for handle_internal;
+ * *pubsub receives the <pubsub/> element to fill. */
+static xml_stanza_t *internal_iq(xml_node_t **pubsub)
+{
+    xml_stanza_t *iq = xml_stanza_new("iq", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(iq);
+    xml_node_set_attr(root, "type", "set");
+    char iid[64];
+    snprintf(iid, sizeof(iid), "pep-internal-%p", (void *)iq);
+    xml_node_set_attr(root, "id", iid);
+    *pubsub = xml_node_add_child(root, "pubsub", NS_PUBSUB);
+    return iq;
+}
+
+/* A publish of payload (copied) as item id of node, with the
+ * publish-options opts (NULL-terminated var/value pairs) if any. */
+static xml_stanza_t *internal_publish(const char *node, const char *id, const xml_node_t *payload,
+                                      const char *const *opts)
+{
+    xml_node_t *ps;
+    xml_stanza_t *iq = internal_iq(&ps);
+    xml_node_t *pub = xml_node_add_child(ps, "publish", NS_PUBSUB);
+    xml_node_set_attr(pub, "node", node);
+    xml_node_t *item = xml_node_add_child(pub, "item", NS_PUBSUB);
+    xml_node_set_attr(item, "id", id);
+    xml_node_append_copy(item, payload);
+    if (opts) {
+        xml_node_t *x =
+            xml_node_add_child(xml_node_add_child(ps, "publish-options", NS_PUBSUB), "x", NS_DATA);
+        xml_node_set_attr(x, "type", "submit");
+        xml_node_t *f = xml_node_add_child(x, "field", NS_DATA);
+        xml_node_set_attr(f, "var", "FORM_TYPE");
+        xml_node_set_attr(f, "type", "hidden");
+        xml_node_add_child_text(f, "value", NS_DATA, NS_PUBSUB "#publish-options");
+        for (size_t i = 0; opts[i] && opts[i + 1]; i += 2) {
+            f = xml_node_add_child(x, "field", NS_DATA);
+            xml_node_set_attr(f, "var", opts[i]);
+            xml_node_add_child_text(f, "value", NS_DATA, opts[i + 1]);
+        }
+    }
+    return iq;
+}
+
 static int publish_internal(pep_t *p, const char *bare, const char *node, const char *id,
                             const char *payload, size_t payload_len)
 {
@@ -668,18 +733,7 @@ static int publish_internal(pep_t *p, const char *bare, const char *node, const 
     xml_stanza_t *pl = xml_parse_element(payload, payload_len, NS_PUBSUB, 2 * payload_len + 1024);
     if (!pl)
         return -1;
-    xml_stanza_t *iq = xml_stanza_new("iq", NS_CLIENT);
-    xml_node_t *root = xml_stanza_root(iq);
-    xml_node_set_attr(root, "type", "set");
-    char iid[64];
-    snprintf(iid, sizeof(iid), "pep-internal-%p", (void *)iq);
-    xml_node_set_attr(root, "id", iid);
-    xml_node_t *pub =
-        xml_node_add_child(xml_node_add_child(root, "pubsub", NS_PUBSUB), "publish", NS_PUBSUB);
-    xml_node_set_attr(pub, "node", node);
-    xml_node_t *item = xml_node_add_child(pub, "item", NS_PUBSUB);
-    xml_node_set_attr(item, "id", id);
-    xml_node_append_copy(item, xml_stanza_root(pl));
+    xml_stanza_t *iq = internal_publish(node, id, xml_stanza_root(pl), NULL);
     xml_stanza_unref(pl);
     ev_t *e = tern_xcalloc(1, sizeof(*e));
     e->kind = EV_IQ;
@@ -718,6 +772,189 @@ int pep_publish_avatar(tern_host_t *h, const char *bare, const char *b64, const 
     rc = ms ? publish_internal(p, bare, NS_AVATAR_METADATA, sha1, ms, ml) : -1;
     free(ms);
     return rc;
+}
+
+/* ------------------------------------------------------------------ XEP-0411 */
+
+/* Clients that still keep bookmarks in private XML storage (XEP-0048 over
+ * XEP-0049) and those that use XEP-0402 see the same bookmarks: the
+ * storage:bookmarks element is made from, and turned into, the items of
+ * the account's urn:xmpp:bookmarks:1 node. */
+
+static const char *const bookmark_opts[] = {"pubsub#persist_items",
+                                            "true",
+                                            "pubsub#max_items",
+                                            "max",
+                                            "pubsub#send_last_published_item",
+                                            "never",
+                                            "pubsub#access_model",
+                                            "whitelist",
+                                            NULL};
+
+typedef struct {
+    tern_iq_saved_t *iq;
+    xml_stanza_t *storage; /* set: the <storage/> to apply (a copy), else NULL */
+} compat_t;
+
+static void compat_free(compat_t *c)
+{
+    tern_iq_saved_free(c->iq);
+    if (c->storage)
+        xml_stanza_unref(c->storage);
+    free(c);
+}
+
+/* XEP-0402 <conference/> from XEP-0048's (its jid becomes the item id). */
+static xml_stanza_t *conference_0402(const xml_node_t *old)
+{
+    xml_stanza_t *c = xml_stanza_new("conference", NS_BOOKMARKS2);
+    xml_node_t *r = xml_stanza_root(c);
+    const char *v = xml_node_attr(old, "autojoin");
+    xml_node_set_attr(r, "autojoin",
+                      v && (!strcmp(v, "true") || !strcmp(v, "1")) ? "true" : "false");
+    if ((v = xml_node_attr(old, "name")))
+        xml_node_set_attr(r, "name", v);
+    const xml_node_t *nick = xml_node_child(old, "nick", NS_BOOKMARKS);
+    if (nick)
+        xml_node_add_child_text(r, "nick", NS_BOOKMARKS2, xml_node_text(nick));
+    const xml_node_t *pw = xml_node_child(old, "password", NS_BOOKMARKS);
+    if (pw)
+        xml_node_add_child_text(r, "password", NS_BOOKMARKS2, xml_node_text(pw));
+    return c;
+}
+
+static void compat_get(acct_t *a, compat_t *c)
+{
+    xml_stanza_t *r = xml_stanza_new("iq", NS_CLIENT);
+    xml_node_t *q = xml_node_add_child(xml_stanza_root(r), "query", NS_PRIVATE);
+    xml_node_t *storage = xml_node_add_child(q, "storage", NS_BOOKMARKS);
+    const ps_node_t *n = NULL;
+    for (const ps_node_t *x = a->svc.nodes; x && !n; x = x->next)
+        if (strcmp(x->name, NS_BOOKMARKS2) == 0)
+            n = x;
+    size_t count = n ? n->nitems : 0;
+    const ps_item_t **items = tern_xcalloc(count ? count : 1, sizeof(*items));
+    size_t k = 0;
+    for (const ps_item_t *it = n ? n->items : NULL; it && k < count; it = it->next)
+        items[k++] = it;
+    while (k--) { /* oldest first, as they were added */
+        const ps_item_t *it = items[k];
+        size_t len = it->payload ? strlen(it->payload) : 0;
+        xml_stanza_t *p =
+            len ? xml_parse_element(it->payload, len, NS_CLIENT, 2 * len + 1024) : NULL;
+        xml_node_t *conf = p ? xml_stanza_root(p) : NULL;
+        if (xml_node_is(conf, "conference", NS_BOOKMARKS2)) {
+            xml_node_t *o = xml_node_add_child(storage, "conference", NS_BOOKMARKS);
+            xml_node_set_attr(o, "jid", it->id);
+            const char *v = xml_node_attr(conf, "autojoin");
+            xml_node_set_attr(o, "autojoin",
+                              v && (!strcmp(v, "true") || !strcmp(v, "1")) ? "true" : "false");
+            if ((v = xml_node_attr(conf, "name")))
+                xml_node_set_attr(o, "name", v);
+            const xml_node_t *nick = xml_node_child(conf, "nick", NS_BOOKMARKS2);
+            if (nick)
+                xml_node_add_child_text(o, "nick", NS_BOOKMARKS, xml_node_text(nick));
+            const xml_node_t *pw = xml_node_child(conf, "password", NS_BOOKMARKS2);
+            if (pw)
+                xml_node_add_child_text(o, "password", NS_BOOKMARKS, xml_node_text(pw));
+        }
+        if (p)
+            xml_stanza_unref(p);
+    }
+    free(items);
+    tern_iq_saved_reply(c->iq, r);
+    xml_stanza_unref(r);
+}
+
+static void compat_set(acct_t *a, compat_t *c)
+{
+    jid_t owner;
+    if (jid_parse(a->bare, &owner) != 0) {
+        tern_iq_saved_error(c->iq, "wait", "internal-server-error", NULL);
+        return;
+    }
+    const xml_node_t *storage = xml_stanza_root(c->storage);
+    for (const xml_node_t *o = xml_node_child(storage, "conference", NS_BOOKMARKS); o;
+         o = xml_node_next(o, "conference", NS_BOOKMARKS)) {
+        const char *jid = xml_node_attr(o, "jid");
+        if (!jid || !*jid)
+            continue;
+        xml_stanza_t *conf = conference_0402(o);
+        xml_stanza_t *iq =
+            internal_publish(NS_BOOKMARKS2, jid, xml_stanza_root(conf), bookmark_opts);
+        handle_internal(a, iq, &owner);
+        xml_stanza_unref(iq);
+        xml_stanza_unref(conf);
+    }
+    /* Bookmarks missing from the new list were removed by the client. */
+    const ps_node_t *n = NULL;
+    for (const ps_node_t *x = a->svc.nodes; x && !n; x = x->next)
+        if (strcmp(x->name, NS_BOOKMARKS2) == 0)
+            n = x;
+    size_t gone = 0;
+    char **ids = tern_xcalloc(n && n->nitems ? n->nitems : 1, sizeof(*ids));
+    for (const ps_item_t *it = n ? n->items : NULL; it; it = it->next) {
+        bool kept = false;
+        for (const xml_node_t *o = xml_node_child(storage, "conference", NS_BOOKMARKS); o && !kept;
+             o = xml_node_next(o, "conference", NS_BOOKMARKS))
+            kept = xml_node_attr(o, "jid") && strcmp(xml_node_attr(o, "jid"), it->id) == 0;
+        if (!kept && gone < n->nitems)
+            ids[gone++] = tern_xstrdup(it->id);
+    }
+    for (size_t i = 0; i < gone; i++) {
+        xml_node_t *ps;
+        xml_stanza_t *iq = internal_iq(&ps);
+        xml_node_t *rt = xml_node_add_child(ps, "retract", NS_PUBSUB);
+        xml_node_set_attr(rt, "node", NS_BOOKMARKS2);
+        xml_node_set_attr(rt, "notify", "true");
+        xml_node_set_attr(xml_node_add_child(rt, "item", NS_PUBSUB), "id", ids[i]);
+        handle_internal(a, iq, &owner);
+        xml_stanza_unref(iq);
+        free(ids[i]);
+    }
+    free(ids);
+    jid_clear(&owner);
+    tern_iq_saved_reply(c->iq, NULL);
+}
+
+static void compat_run(acct_t *a, void *ud, bool ok)
+{
+    compat_t *c = ud;
+    if (!ok)
+        tern_iq_saved_error(c->iq, "wait", "internal-server-error", NULL);
+    else if (c->storage)
+        compat_set(a, c);
+    else
+        compat_get(a, c);
+    compat_free(c);
+}
+
+tern_handled_t pep_private_bookmarks(tern_host_t *h, tern_iq_t *iq)
+{
+    pep_t *p = tern_host_module_state(h, &mod_pep);
+    const xml_node_t *storage = xml_node_first_element(iq->payload);
+    if (!p || !iq->from || !iq->from->local || !xml_node_is(storage, "storage", NS_BOOKMARKS) ||
+        xml_node_next(storage, NULL, NULL))
+        return TERN_PASS;
+    char *bare = jid_bare_string(iq->from);
+    acct_t *a = bare ? acct_get(p, bare, true) : NULL;
+    free(bare);
+    if (!a)
+        return TERN_PASS;
+    compat_t *c = tern_xcalloc(1, sizeof(*c));
+    if (iq->is_set) {
+        c->storage = xml_stanza_new("storage", NS_BOOKMARKS);
+        for (const xml_node_t *o = xml_node_first_element(storage); o;
+             o = xml_node_next(o, NULL, NULL))
+            xml_node_append_copy(xml_stanza_root(c->storage), o);
+    }
+    c->iq = tern_iq_save(iq);
+    ev_t *e = tern_xcalloc(1, sizeof(*e));
+    e->kind = EV_CALL;
+    e->call = compat_run;
+    e->ud = c;
+    enqueue(a, e); /* when full, ev_free runs compat_run(ok = false) */
+    return TERN_HANDLED;
 }
 
 /* ------------------------------------------------------------------ iqs */
@@ -785,6 +1022,7 @@ static void *pep_init(tern_module_t *m)
         NS_PUBSUB "#retrieve-subscriptions",
         NS_PUBSUB "#subscribe",
         NS_PEP_VCARD_CONVERSION,
+        NS_BOOKMARKS2 "#compat",
     };
     for (size_t i = 0; i < TERN_ARRAY_LEN(features); i++)
         tern_register_disco_feature(m, TERN_SCOPE_ACCOUNT, features[i]);

@@ -22,4 +22,10 @@ extern const tern_module_def_t mod_pep;
 int pep_publish_avatar(tern_host_t *h, const char *bare, const char *b64, const char *type,
                        size_t bytes, const char *sha1);
 
+/* XEP-0411: a private XML storage (XEP-0049) get or set of
+ * <storage xmlns='storage:bookmarks'/> by the account itself, answered from
+ * and applied to its XEP-0402 bookmarks node. TERN_PASS when it is not such
+ * a request or PEP is off. */
+tern_handled_t pep_private_bookmarks(tern_host_t *h, tern_iq_t *iq);
+
 #endif

@@ -19,6 +19,7 @@
 #include "../storage/storage.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "pep.h"
 #include "tern/module.h"
 
 #define PRIVATE_STORE "private"
@@ -203,6 +204,8 @@ static tern_handled_t on_private(void *st, tern_iq_t *iq)
     size_t n = 0;
     if (!validate(iq, &n))
         return TERN_HANDLED;
+    if (pep_private_bookmarks(p->host, iq) == TERN_HANDLED)
+        return TERN_HANDLED; /* XEP-0411: the bookmarks live in PEP */
     priv_job_t *j = tern_xcalloc(1, sizeof(*j));
     j->set = iq->is_set;
     j->host = tern_xstrdup(tern_host_domain(p->host));

@@ -395,3 +395,70 @@ def test_xep0398_vcard_photo_becomes_pep_avatar(srv):
     assert card.findtext(q(NS_VCARD, "FN")) == "A"
     a.close()
     b.close()
+
+
+NS_BM = "storage:bookmarks"
+NS_BM2 = "urn:xmpp:bookmarks:1"
+
+
+def private_bookmarks(s):
+    res = ok(s.iq("get", "<query xmlns='jabber:iq:private'><storage xmlns='%s'/></query>" % NS_BM))
+    st = res.find(q("jabber:iq:private", "query")).find(q(NS_BM, "storage"))
+    return {c.get("jid"): (c.get("autojoin"), c.get("name"), c.findtext(q(NS_BM, "nick")))
+            for c in st.findall(q(NS_BM, "conference"))}
+
+
+def test_xep0411_private_bookmarks_are_pep_bookmarks(srv):
+    """XEP-0411: bookmarks set through private XML storage (XEP-0048 over
+    XEP-0049) are XEP-0402 items, and XEP-0402 items are what private
+    storage returns; a bookmark left out of a private set is retracted,
+    with a notification to the owner's interested resource."""
+    a = online(srv, "alice@localhost/pc", [])
+    a2 = online(srv, "alice@localhost/phone", [NS_BM2])
+    res = ok(a.iq("get", "<query xmlns='%s'/>" % DISCO_INFO, to="alice@localhost"))
+    assert NS_BM2 + "#compat" in {f.get("var") for f in res.find(q(DISCO_INFO, "query"))
+                                  .findall(q(DISCO_INFO, "feature"))}
+    settle(a2)
+    ok(a.iq("set", "<query xmlns='jabber:iq:private'><storage xmlns='%s'>"
+            "<conference jid='one@conference.localhost' autojoin='true' name='One'>"
+            "<nick>ally</nick></conference>"
+            "<conference jid='two@conference.localhost' name='Two'/>"
+            "</storage></query>" % NS_BM))
+    m = expect_event(a2, NS_BM2, "alice@localhost", what="bookmark notification")
+    res = ok(a.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_BM2)))
+    items = {i.get("id"): i.find(q(NS_BM2, "conference"))
+             for i in res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).findall(q(NS_PS,
+                                                                                   "item"))}
+    assert set(items) == {"one@conference.localhost", "two@conference.localhost"}
+    one = items["one@conference.localhost"]
+    assert one.get("autojoin") == "true" and one.get("name") == "One"
+    assert one.findtext(q(NS_BM2, "nick")) == "ally"
+    assert items["two@conference.localhost"].get("autojoin") == "false"
+    # the node was made with XEP-0402's configuration: a contact cannot read it
+    b = server_login(srv, "bob@localhost/pc")
+    res = b.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, NS_BM2),
+               to="alice@localhost")
+    assert stanza_error(res) == ("cancel", "not-allowed")
+    # a XEP-0402 publish shows through private storage
+    ok(publish(a, NS_BM2, "three@conference.localhost",
+               "<conference xmlns='%s' autojoin='true' name='Three'/>" % NS_BM2))
+    assert private_bookmarks(a) == {
+        "one@conference.localhost": ("true", "One", "ally"),
+        "two@conference.localhost": ("false", "Two", None),
+        "three@conference.localhost": ("true", "Three", None)}
+    settle(a2)
+    ok(a.iq("set", "<query xmlns='jabber:iq:private'><storage xmlns='%s'>"
+            "<conference jid='three@conference.localhost' autojoin='true' name='Three'/>"
+            "</storage></query>" % NS_BM))
+    retracted = set()
+    for _ in range(2):
+        m = a2.expect(lambda e: e.tag == q(NS_CLIENT, "message") and e.find(
+            q(NS_PS_EVENT, "event")) is not None and e.find(q(NS_PS_EVENT, "event")).find(
+            q(NS_PS_EVENT, "items")).find(q(NS_PS_EVENT, "retract")) is not None,
+            what="retract event")
+        retracted.add(m.find(q(NS_PS_EVENT, "event")).find(q(NS_PS_EVENT, "items")).find(
+            q(NS_PS_EVENT, "retract")).get("id"))
+    assert retracted == {"one@conference.localhost", "two@conference.localhost"}
+    assert private_bookmarks(a) == {"three@conference.localhost": ("true", "Three", None)}
+    for s in (a, a2, b):
+        s.close()
