@@ -382,16 +382,24 @@ static char *bare_of(const char *jid)
     return b;
 }
 
+enum { SUB_NONE, SUB_PENDING, SUB_SUBSCRIBED };
+
+/* The best subscription any JID of bare has to n. */
+static int sub_state_bare(const ps_node_t *n, const char *bare)
+{
+    int best = SUB_NONE;
+    for (const ps_sub_t *s = n->subs; s && best != SUB_SUBSCRIBED; s = s->next) {
+        char *b = bare_of(s->jid);
+        if (b && strcmp(b, bare) == 0)
+            best = s->pending ? SUB_PENDING : SUB_SUBSCRIBED;
+        free(b);
+    }
+    return best;
+}
+
 static bool is_subscribed_bare(const ps_node_t *n, const char *bare)
 {
-    for (const ps_sub_t *s = n->subs; s; s = s->next) {
-        char *b = bare_of(s->jid);
-        bool eq = b && strcmp(b, bare) == 0;
-        free(b);
-        if (eq)
-            return true;
-    }
-    return false;
+    return sub_state_bare(n, bare) == SUB_SUBSCRIBED;
 }
 
 /* ------------------------------------------------------------------ core: storage */
@@ -499,6 +507,8 @@ static void save_node(ps_service_t *svc, const ps_node_t *n)
         xml_node_t *sn = xml_node_add_child(x, "subscription", NS_TERN_PUBSUB);
         xml_node_set_attr(sn, "jid", s->jid);
         xml_node_set_attr(sn, "subid", s->subid);
+        if (s->pending)
+            xml_node_set_attr(sn, "pending", "1");
     }
     size_t len;
     char *data = xml_node_to_string(x, NS_CLIENT, &len);
@@ -576,6 +586,7 @@ static ps_node_t *load_node(ps_service_t *svc, const char *name, const char *dat
             continue;
         ps_sub_t *sub = add_sub(n, jid);
         set_str(&sub->subid, xml_node_attr(s, "subid"));
+        sub->pending = str_true(xml_node_attr(s, "pending"));
         if (!sub->subid)
             sub->subid = tern_xstrdup("0");
     }
@@ -636,6 +647,8 @@ static void notify_subs(ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m)
     if (svc->hooks && svc->hooks->fanout)
         svc->hooks->fanout(svc->hooks->ud, svc, n, m);
     for (const ps_sub_t *s = n->subs; s; s = s->next) {
+        if (s->pending)
+            continue;
         xml_stanza_t *c = xml_stanza_copy(m);
         xml_node_set_attr(xml_stanza_root(c), "to", s->jid);
         ps_out_push(svc, c);
@@ -710,8 +723,8 @@ static bool may_publish(const ps_node_t *n, const char *bare)
 
 /* Whether bare may see the node's items or subscribe (§4.5): affiliates
  * always; presence and roster as the front end's roster_allows says (the
- * owner's roster); authorize like whitelist, since pending subscriptions
- * are not kept. */
+ * owner's roster); authorize: approved subscribers (op_subscribe asks the
+ * owners). */
 static const char *access_denied(const ps_service_t *svc, const ps_node_t *n, const char *bare,
                                  const char **app)
 {
@@ -732,6 +745,14 @@ static const char *access_denied(const ps_service_t *svc, const ps_node_t *n, co
     }
     if (strcmp(n->cfg.access_model, "roster") == 0) {
         *app = "not-in-roster-group";
+        return "not-authorized";
+    }
+    if (strcmp(n->cfg.access_model, "authorize") == 0) {
+        /* §6.5.9.x: only approved subscribers read the items */
+        int state = sub_state_bare(n, bare);
+        if (state == SUB_SUBSCRIBED)
+            return NULL;
+        *app = state == SUB_PENDING ? "pending-subscription" : "not-subscribed";
         return "not-authorized";
     }
     *app = "closed-node";
@@ -1224,6 +1245,71 @@ static void op_retract(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *rt
     ps_out_push(svc, iq_result(svc, st));
 }
 
+#define NS_SUB_AUTH "http://jabber.org/protocol/pubsub#subscribe_authorization"
+
+/* §8.6.1: every owner gets a form to allow or deny s. */
+static void ask_owners(ps_service_t *svc, const ps_node_t *n, const ps_sub_t *s)
+{
+    for (const ps_affil_t *a = n->affs; a; a = a->next) {
+        if (a->aff != PA_OWNER)
+            continue;
+        xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+        xml_node_t *root = xml_stanza_root(m);
+        xml_node_set_attr(root, "from", svc->jid);
+        xml_node_set_attr(root, "to", a->jid);
+        xml_node_t *x = xml_node_add_child(root, "x", NS_DATA);
+        xml_node_set_attr(x, "type", "form");
+        xml_node_add_child_text(x, "title", NS_DATA, "PubSub subscriber request");
+        xml_node_add_child_text(x, "instructions", NS_DATA,
+                                "To approve this entity's subscription request, click the OK "
+                                "button. To deny the request, click the cancel button.");
+        add_field(x, "FORM_TYPE", "hidden", NS_SUB_AUTH);
+        add_field(x, "pubsub#subid", "hidden", s->subid);
+        add_lfield(x, "pubsub#node", "Node ID", "text-single", n->name);
+        add_lfield(x, "pubsub#subscriber_jid", "Subscriber Address", "jid-single", s->jid);
+        add_lfield(x, "pubsub#allow", "Allow this JID to subscribe to this pubsub node?", "boolean",
+                   "false");
+        ps_out_push(svc, m);
+    }
+}
+
+/* §8.6.2: an owner's answer to that form; the subscriber hears the
+ * outcome as a subscription event. Anything else is ignored. */
+static void on_authorization(ps_service_t *svc, const xml_stanza_t *st, const xml_node_t *x,
+                             const char *bare)
+{
+    const char *node = form_value(x, "pubsub#node");
+    const char *jid = form_value(x, "pubsub#subscriber_jid");
+    const char *allow = form_value(x, "pubsub#allow");
+    ps_node_t *n = node ? ps_find(svc, node) : NULL;
+    ps_sub_t *s = n && jid ? find_sub(n, jid) : NULL;
+    if (!n || get_aff(n, bare) != PA_OWNER) {
+        ps_error(svc, st, "auth", "forbidden", NULL, NULL);
+        return;
+    }
+    if (!s || !s->pending || !allow || !str_bool_ok(allow))
+        return; /* already decided, or not a decision */
+    bool yes = str_true(allow);
+    xml_stanza_t *m = xml_stanza_new("message", NS_CLIENT);
+    xml_node_t *root = xml_stanza_root(m);
+    xml_node_set_attr(root, "from", svc->jid);
+    xml_node_set_attr(root, "to", s->jid);
+    xml_node_t *se = xml_node_add_child(xml_node_add_child(root, "event", NS_PUBSUB_EVENT),
+                                        "subscription", NS_PUBSUB_EVENT);
+    xml_node_set_attr(se, "node", n->name);
+    xml_node_set_attr(se, "jid", s->jid);
+    xml_node_set_attr(se, "subscription", yes ? "subscribed" : "none");
+    ps_out_push(svc, m);
+    if (yes) {
+        s->pending = false;
+        if (strcmp(n->cfg.send_last, "never") != 0)
+            push_last_item(svc, n, s->jid);
+    } else {
+        del_sub(n, jid);
+    }
+    save_node(svc, n);
+}
+
 static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *sb,
                          const char *bare)
 {
@@ -1245,21 +1331,31 @@ static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *
         ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
         return;
     }
+    /* §6.1.3.x / §8.6: on an authorize node a newcomer waits for an owner */
+    bool ask = strcmp(n->cfg.access_model, "authorize") == 0 && get_aff(n, bare) >= PA_NONE &&
+               get_aff(n, bare) < PA_MEMBER && !ps_is_subscriber(n, jid);
     const char *app;
-    const char *cond = access_denied(svc, n, bare, &app);
+    const char *cond = ask ? NULL : access_denied(svc, n, bare, &app);
     if (cond) {
         ps_error(svc, st, strcmp(cond, "not-allowed") == 0 ? "cancel" : "auth", cond, app, NULL);
         return;
     }
     ps_sub_t *s = add_sub(n, jid);
+    s->pending = ask;
     save_node(svc, n);
     xml_stanza_t *res = iq_result(svc, st);
     xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB);
     xml_node_t *se = xml_node_add_child(p, "subscription", NS_PUBSUB);
     xml_node_set_attr(se, "node", n->name);
     xml_node_set_attr(se, "jid", s->jid);
-    xml_node_set_attr(se, "subscription", "subscribed");
+    if (ask) /* one subscription per JID: the id matters only to the approval */
+        xml_node_set_attr(se, "subid", s->subid);
+    xml_node_set_attr(se, "subscription", ask ? "pending" : "subscribed");
     ps_out_push(svc, res);
+    if (ask) {
+        ask_owners(svc, n, s);
+        return;
+    }
     /* §6.1.7: the last published item goes to the new subscriber. */
     if (strcmp(n->cfg.send_last, "never") != 0)
         push_last_item(svc, n, s->jid);
@@ -1379,7 +1475,7 @@ static void op_my_subscriptions(ps_service_t *svc, const xml_stanza_t *st, xml_n
                 xml_node_t *se = xml_node_add_child(subs, "subscription", NS_PUBSUB);
                 xml_node_set_attr(se, "node", n->name);
                 xml_node_set_attr(se, "jid", s->jid);
-                xml_node_set_attr(se, "subscription", "subscribed");
+                xml_node_set_attr(se, "subscription", s->pending ? "pending" : "subscribed");
             }
             free(b);
         }
@@ -1541,7 +1637,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             for (ps_sub_t *s = n->subs; s; s = s->next) {
                 xml_node_t *e = xml_node_add_child(se, "subscription", NS_PUBSUB_OWNER);
                 xml_node_set_attr(e, "jid", s->jid);
-                xml_node_set_attr(e, "subscription", "subscribed");
+                xml_node_set_attr(e, "subscription", s->pending ? "pending" : "subscribed");
             }
             ps_out_push(svc, res);
             return;
@@ -1561,7 +1657,7 @@ static void ps_handle_owner(ps_service_t *svc, const xml_stanza_t *st, xml_node_
             if (strcmp(xml_node_attr(e, "subscription"), "none") == 0)
                 del_sub(n, jid);
             else
-                add_sub(n, jid);
+                add_sub(n, jid)->pending = false; /* §8.8.2: the owner decides */
         }
         save_node(svc, n);
         ps_out_push(svc, iq_result(svc, st));
@@ -1743,8 +1839,17 @@ void ps_handle(ps_service_t *svc, const xml_stanza_t *st, const jid_t *from)
 {
     xml_node_t *root = xml_stanza_root(st);
     if (!xml_node_is(root, "iq", NULL)) {
-        if (xml_node_is(root, "message", NULL))
+        const char *mt = xml_node_attr(root, "type");
+        if (!xml_node_is(root, "message", NULL) || (mt && strcmp(mt, "error") == 0))
+            return;
+        xml_node_t *x = xml_node_child(root, "x", NS_DATA);
+        const char *ft = x ? form_value(x, "FORM_TYPE") : NULL;
+        char *b = jid_bare_string(from);
+        if (ft && strcmp(ft, NS_SUB_AUTH) == 0 && b)
+            on_authorization(svc, st, x, b);
+        else
             ps_error(svc, st, "cancel", "service-unavailable", NULL, NULL);
+        free(b);
         return;
     }
     const char *type = xml_node_attr(root, "type");
@@ -1821,7 +1926,8 @@ const char *ps_item_payload(ps_service_t *svc, const char *node, const char *id)
 
 bool ps_is_subscriber(const ps_node_t *n, const char *to)
 {
-    return find_sub(n, to) != NULL;
+    const ps_sub_t *s = find_sub(n, to);
+    return s && !s->pending;
 }
 
 void ps_send_last_items(ps_service_t *svc, const char *to, const char *bare,

@@ -33,6 +33,7 @@ typedef struct ps_item {
 
 typedef struct ps_sub {
     char *jid, *subid;
+    bool pending; /* authorize model: waiting for an owner's approval */
     struct ps_sub *next;
 } ps_sub_t;
 

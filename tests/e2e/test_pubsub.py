@@ -393,3 +393,66 @@ def test_publish_errors(server):
         "modify", "bad-request", "nodeid-required")
     err(ps(a, "set", "<retract node='%s'/>" % node), "modify", "bad-request", "item-required")
     a.close()
+
+
+def answer_authorization(owner, node, allow):
+    """The owner gets XEP-0060 §8.6.1's form and answers it (§8.6.2)."""
+    m = owner.expect(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("from") == SERVICE
+                     and e.find(q(NS_DATA, "x")) is not None, what="authorization form")
+    x = m.find(q(NS_DATA, "x"))
+    assert x.get("type") == "form"
+    vals = {f.get("var"): f.findtext(q(NS_DATA, "value")) for f in x.findall(q(NS_DATA, "field"))}
+    assert vals["FORM_TYPE"] == NS_PS + "#subscribe_authorization"
+    assert vals["pubsub#node"] == node and vals["pubsub#allow"] == "false"
+    owner.send("<message to='%s'><x xmlns='%s' type='submit'>%s%s%s%s</x></message>"
+               % (SERVICE, NS_DATA, field("FORM_TYPE", NS_PS + "#subscribe_authorization"),
+                  field("pubsub#subid", vals["pubsub#subid"]), field("pubsub#node", node),
+                  field("pubsub#subscriber_jid", vals["pubsub#subscriber_jid"])
+                  + field("pubsub#allow", "true" if allow else "false")))
+    return vals["pubsub#subscriber_jid"]
+
+
+def subscription_event(s, node):
+    m = s.expect(lambda e: is_event(node)(e) and e.find(q(NS_PS_EVENT, "event")).find(
+        q(NS_PS_EVENT, "subscription")) is not None, what="subscription event")
+    return m.find(q(NS_PS_EVENT, "event")).find(q(NS_PS_EVENT, "subscription")).get(
+        "subscription")
+
+
+def test_authorize_access_model(server):
+    """XEP-0060 §4.5 authorize, §6.1.3.x and §8.6: a subscription waits as
+    pending (items refused with pending-subscription) until an owner allows
+    it; a denied one is gone (not-subscribed)."""
+    a = login(server, "alice@localhost/auth")
+    b = login(server, "bob@localhost/auth")
+    c = login(server, "carol@localhost/auth")
+    node = node_name("authz")
+    create(a, node, node_config(field("pubsub#access_model", "authorize")))
+    ok(publish(a, node, "first"))
+    res = ok(subscribe(b, node))
+    sub = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "subscription"))
+    assert sub.get("subscription") == "pending" and sub.get("subid")
+    res = ps(b, "get", "<items node='%s'/>" % node)
+    err(res, "auth", "not-authorized", "pending-subscription")
+    res = ok(ps(a, "get", "<subscriptions node='%s'/>" % node, owner=True))
+    subs = res.find(q(NS_PS_OWNER, "pubsub")).find(q(NS_PS_OWNER, "subscriptions"))
+    assert [(s.get("jid"), s.get("subscription")) for s in subs] == [(b.jid, "pending")]
+    assert answer_authorization(a, node, True) == b.jid
+    assert subscription_event(b, node) == "subscribed"
+    assert item_ids(ok(ps(b, "get", "<items node='%s'/>" % node)), node) == ["first"]
+    ok(publish(a, node, "second"))
+    b.expect(lambda e: is_event(node)(e) and e.find(q(NS_PS_EVENT, "event")).find(
+        q(NS_PS_EVENT, "items")) is not None, what="item after approval")
+    ok(subscribe(c, node))
+    assert answer_authorization(a, node, False) == c.jid
+    assert subscription_event(c, node) == "none"
+    err(ps(c, "get", "<items node='%s'/>" % node), "auth", "not-authorized", "not-subscribed")
+    # only an owner may decide
+    c.send("<message to='%s'><x xmlns='%s' type='submit'>%s%s%s</x></message>"
+           % (SERVICE, NS_DATA, field("FORM_TYPE", NS_PS + "#subscribe_authorization"),
+              field("pubsub#node", node), field("pubsub#allow", "true")))
+    m = c.expect(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error",
+                 what="forbidden")
+    assert stanza_error(m) == ("auth", "forbidden")
+    for s in (a, b, c):
+        s.close()
