@@ -133,7 +133,7 @@ int tern_register_hook(tern_module_t *m, tern_hook_point_t point, int priority,
  * NULL. A stanza to an address with a local part (a room) runs on the
  * worker that owns that bare JID (shard_of(local, domain), as for an
  * account), so per-room state needs no lock; one to the bare domain runs
- * on whichever worker routed it. Returning TERN_PASS makes the router
+ * on worker 0, so the service's own state has one writer. Returning TERN_PASS makes the router
  * answer service-unavailable. The domain is listed in the host's disco
  * items. Returns 0, or -1 when another host or service has the domain. */
 typedef tern_handled_t (*tern_service_cb)(void *mod_state, tern_stanza_ev_t *ev);

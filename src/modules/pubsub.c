@@ -11,15 +11,15 @@
  *     address (svc->jid), its storage namespace (svc->host, svc->user:
  *     stores "pubsub_nodes" and "pubsub_items:<node>") and its creation
  *     policy; it never routes by itself, it appends the stanzas it
- *     produces (replies, errors, notifications) to svc->out. A PEP front
- *     end (XEP-0163) makes one ps_service_t per account bare JID (jid =
- *     user = the bare JID, only the owner creates nodes) and reuses it.
+ *     produces (replies, errors, notifications) to svc->out. PEP
+ *     (pep.c, XEP-0163) makes one per account bare JID through pubsub.h.
  *   - the front end for pubsub.<domain> ("entry"): registered with
- *     tern_register_service. Stanzas to the bare service domain run on
- *     whichever worker routed them, so the one ps_service_t lives in
- *     worker 0's instance behind a mutex; the outbox is routed after the
- *     lock is released. Nodes are loaded from storage on the first stanza
- *     (stanzas wait meanwhile), so they survive a restart.
+ *     tern_register_service. The router runs every stanza to the bare
+ *     service domain on worker 0, so the one ps_service_t (in worker 0's
+ *     instance) writes to storage from one worker, in order. The mutex
+ *     stays as a guard should a stanza be handled elsewhere; the outbox is
+ *     routed after it is released. Nodes are loaded from storage on the
+ *     first stanza (stanzas wait meanwhile), so they survive a restart.
  */
 #include <openssl/rand.h>
 #include <pthread.h>

@@ -296,8 +296,11 @@ static void route_service(tern_server_t *srv, tern_host_t *host, host_service_t 
     const char *type = xml_node_attr(xml_stanza_root(st), "type");
     if (kind == KIND_PRESENCE && origin && to->local)
         sm_note_directed_presence(origin, to, type); /* a room learns of our departure */
-    if (to->local && srv->shards) {
-        unsigned owner = shard_of(srv, to->local, svc->domain);
+    if (srv->shards) {
+        /* An address in the service (a room) lives on its own worker; the
+         * service itself on worker 0, so that its state is written to
+         * storage from one worker, in order. */
+        unsigned owner = to->local ? shard_of(srv, to->local, svc->domain) : 0;
         if (owner != srv->shard_index) {
             if (!shard_forward(srv, owner, st) && kind != KIND_PRESENCE)
                 bounce_congested(srv, st);
