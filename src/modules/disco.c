@@ -19,6 +19,7 @@
 #include "../core/log.h"
 #include "../xml/ns.h"
 #include "../xmpp/caps.h"
+#include "pep.h"
 #include "tern/module.h"
 
 /* XEP-0157's form type, registered by XEP-0128. */
@@ -208,6 +209,9 @@ static tern_handled_t answer_info(disco_t *d, tern_iq_t *iq, tern_scope_t scope)
         return TERN_HANDLED;
     }
     const char *node = xml_node_attr(iq->payload, "node");
+    /* A node of an account is a PEP node (XEP-0060 §5.3). */
+    if (node && scope == TERN_SCOPE_ACCOUNT && pep_node_info(d->host, iq) == TERN_HANDLED)
+        return TERN_HANDLED;
     if (node && !(scope == TERN_SCOPE_SERVER && is_caps_node(d, node))) {
         tern_iq_error(iq, "cancel", "item-not-found", NULL);
         return TERN_HANDLED;

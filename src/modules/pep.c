@@ -33,6 +33,7 @@
 #include "../core/log.h"
 #include "../xml/ns.h"
 #include "../xml/parser.h"
+#include "blocking.h"
 #include "caps.h"
 #include "pep.h"
 #include "pubsub.h"
@@ -194,6 +195,19 @@ static bool wants(const acct_t *a, const char *ver, const char *node)
     return yes;
 }
 
+/* XEP-0163 §4.3.3: nothing goes to someone the owner blocks (XEP-0191). */
+static bool blocked(const acct_t *a, const char *full)
+{
+    if (!blocking_any(a->pep->host, a->local))
+        return false;
+    jid_t j;
+    if (jid_parse(full, &j) != 0)
+        return true;
+    bool b = blocking_blocks(a->pep->host, a->local, &j);
+    jid_clear(&j);
+    return b;
+}
+
 static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_stanza_t *m)
 {
     acct_t *a = ud;
@@ -204,7 +218,8 @@ static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_st
         if (ps_is_subscriber(n, full) || !wants(a, r->ver, n->name))
             continue;
         char *bare = bare_of(full);
-        bool ok = bare && !ps_is_subscriber(n, bare) && ps_may_see(svc, n, bare);
+        bool ok =
+            bare && !ps_is_subscriber(n, bare) && ps_may_see(svc, n, bare) && !blocked(a, full);
         free(bare);
         if (!ok)
             continue;
@@ -345,7 +360,8 @@ static void send_last(acct_t *a, const char *to)
     if (!bare)
         return;
     want_ctx_t w = {a, ver};
-    ps_send_last_items(&a->svc, to, bare, want_node, &w);
+    if (!blocked(a, to))
+        ps_send_last_items(&a->svc, to, bare, want_node, &w);
     free(bare);
 }
 
@@ -556,6 +572,8 @@ static void learned(void *ud, bool ok)
 /* An available presence from full (the owner's own resource or a contact)
  * with its caps element c (or NULL): (re)records it, and sends it the last
  * items when it is new or its capabilities changed. */
+static void recipient_down(acct_t *a, const char *full);
+
 static void recipient_up(acct_t *a, const char *full, const xml_node_t *c)
 {
     const char *ver = c ? caps_ver_of(c) : NULL;
@@ -595,6 +613,14 @@ static void recipient_down(acct_t *a, const char *full)
         recip_free(r);
 }
 
+/* XEP-0163 §4.3.2: events go to available resources of non-negative
+ * priority; a negative one is treated as gone. */
+static bool takes_events(const xml_node_t *presence)
+{
+    const xml_node_t *pr = xml_node_child(presence, "priority", NULL);
+    return !xml_node_attr(presence, "type") && (!pr || atoi(xml_node_text(pr)) >= 0);
+}
+
 /* The owner's own broadcast presence: its resources are recipients too. */
 static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
 {
@@ -607,8 +633,9 @@ static tern_handled_t on_outbound(void *state, tern_stanza_ev_t *ev)
         return TERN_PASS;
     char *bare = jid_bare_string(ev->from);
     char *full = jid_to_string(ev->from);
-    acct_t *a = acct_get(p, bare, !type);
-    if (a && !type)
+    bool up = takes_events(root);
+    acct_t *a = acct_get(p, bare, up);
+    if (a && up)
         recipient_up(a, full, xml_node_child(root, "c", NS_CAPS));
     else if (a)
         recipient_down(a, full);
@@ -626,9 +653,9 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
     if (strcmp(root->name, "presence") != 0 || !ev->from || !ev->from->resource || !ev->to)
         return TERN_PASS;
     const char *type = xml_node_attr(root, "type");
-    bool up = !type;
-    if (!up && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
+    if (type && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
         return TERN_PASS;
+    bool up = takes_events(root);
     char *bare = jid_bare_string(ev->to);
     char *from_bare = jid_bare_string(ev->from);
     acct_t *a = NULL;
@@ -958,6 +985,14 @@ tern_handled_t pep_private_bookmarks(tern_host_t *h, tern_iq_t *iq)
 }
 
 /* ------------------------------------------------------------------ iqs */
+
+static tern_handled_t on_iq(void *state, tern_iq_t *iq);
+
+tern_handled_t pep_node_info(tern_host_t *h, tern_iq_t *iq)
+{
+    pep_t *p = tern_host_module_state(h, &mod_pep);
+    return p ? on_iq(p, iq) : TERN_PASS;
+}
 
 static tern_handled_t on_iq(void *state, tern_iq_t *iq)
 {

@@ -28,4 +28,8 @@ int pep_publish_avatar(tern_host_t *h, const char *bare, const char *b64, const 
  * a request or PEP is off. */
 tern_handled_t pep_private_bookmarks(tern_host_t *h, tern_iq_t *iq);
 
+/* XEP-0060 §5.3 on an account: disco#info of one of its PEP nodes,
+ * answered by the node core. TERN_PASS when PEP is off. */
+tern_handled_t pep_node_info(tern_host_t *h, tern_iq_t *iq);
+
 #endif

@@ -1079,6 +1079,33 @@ static void remove_node(ps_service_t *svc, ps_node_t *n)
     node_free(n);
 }
 
+/* The node an element's 'node' attribute names, or NULL after answering
+ * nodeid-required or item-not-found. */
+static ps_node_t *named_node(ps_service_t *svc, const xml_stanza_t *st, const xml_node_t *el)
+{
+    const char *name = xml_node_attr(el, "node");
+    if (!name || !*name) {
+        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
+        return NULL;
+    }
+    ps_node_t *n = ps_find(svc, name);
+    if (!n)
+        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
+    return n;
+}
+
+/* §6.1.3.1 / §6.2.3.x: one (un)subscribes only a JID of one's own; false
+ * after answering invalid-jid. */
+static bool own_jid(ps_service_t *svc, const xml_stanza_t *st, const char *jid, const char *bare)
+{
+    char *jb = jid ? bare_of(jid) : NULL;
+    bool ok = jb && strcmp(jb, bare) == 0;
+    free(jb);
+    if (!ok)
+        ps_error(svc, st, "modify", "bad-request", "invalid-jid", NULL);
+    return ok;
+}
+
 static void op_publish(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *ps, xml_node_t *pub,
                        const char *bare)
 {
@@ -1201,16 +1228,9 @@ refused:
 
 static void op_retract(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *rt, const char *bare)
 {
-    const char *name = xml_node_attr(rt, "node");
-    if (!name || !*name) {
-        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
+    ps_node_t *n = named_node(svc, st, rt);
+    if (!n)
         return;
-    }
-    ps_node_t *n = ps_find(svc, name);
-    if (!n) {
-        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-        return;
-    }
     xml_node_t *item = xml_node_child(rt, "item", NS_PUBSUB);
     const char *id = item ? xml_node_attr(item, "id") : NULL;
     if (!id || !*id) {
@@ -1313,24 +1333,10 @@ static void on_authorization(ps_service_t *svc, const xml_stanza_t *st, const xm
 static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *sb,
                          const char *bare)
 {
-    const char *name = xml_node_attr(sb, "node");
     const char *jid = xml_node_attr(sb, "jid");
-    char *jb = jid ? bare_of(jid) : NULL;
-    bool ok = jb && strcmp(jb, bare) == 0;
-    free(jb);
-    if (!ok) {
-        ps_error(svc, st, "modify", "bad-request", "invalid-jid", NULL);
+    ps_node_t *n = own_jid(svc, st, jid, bare) ? named_node(svc, st, sb) : NULL;
+    if (!n)
         return;
-    }
-    if (!name || !*name) {
-        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
-        return;
-    }
-    ps_node_t *n = ps_find(svc, name);
-    if (!n) {
-        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-        return;
-    }
     /* §6.1.3.x / §8.6: on an authorize node a newcomer waits for an owner */
     bool ask = strcmp(n->cfg.access_model, "authorize") == 0 && get_aff(n, bare) >= PA_NONE &&
                get_aff(n, bare) < PA_MEMBER && !ps_is_subscriber(n, jid);
@@ -1364,24 +1370,10 @@ static void op_subscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *
 static void op_unsubscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *us,
                            const char *bare)
 {
-    const char *name = xml_node_attr(us, "node");
     const char *jid = xml_node_attr(us, "jid");
-    char *jb = jid ? bare_of(jid) : NULL;
-    bool ok = jb && strcmp(jb, bare) == 0;
-    free(jb);
-    if (!ok) {
-        ps_error(svc, st, "modify", "bad-request", "invalid-jid", NULL);
+    ps_node_t *n = own_jid(svc, st, jid, bare) ? named_node(svc, st, us) : NULL;
+    if (!n)
         return;
-    }
-    if (!name || !*name) {
-        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
-        return;
-    }
-    ps_node_t *n = ps_find(svc, name);
-    if (!n) {
-        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-        return;
-    }
     if (!find_sub(n, jid)) {
         ps_error(svc, st, "cancel", "unexpected-request", "not-subscribed", NULL);
         return;
@@ -1399,16 +1391,9 @@ static void op_unsubscribe(ps_service_t *svc, const xml_stanza_t *st, xml_node_t
 
 static void op_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req, const char *bare)
 {
-    const char *name = xml_node_attr(req, "node");
-    if (!name || !*name) {
-        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
+    ps_node_t *n = named_node(svc, st, req);
+    if (!n)
         return;
-    }
-    ps_node_t *n = ps_find(svc, name);
-    if (!n) {
-        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-        return;
-    }
     const char *app;
     const char *cond = access_denied(svc, n, bare, &app);
     if (cond) {
@@ -1540,16 +1525,9 @@ static void ps_handle_pubsub(ps_service_t *svc, const xml_stanza_t *st, xml_node
 static ps_node_t *owned_node(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
                              const char *bare)
 {
-    const char *name = xml_node_attr(req, "node");
-    if (!name || !*name) {
-        ps_error(svc, st, "modify", "bad-request", "nodeid-required", NULL);
+    ps_node_t *n = named_node(svc, st, req);
+    if (!n)
         return NULL;
-    }
-    ps_node_t *n = ps_find(svc, name);
-    if (!n) {
-        ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
-        return NULL;
-    }
     if (get_aff(n, bare) != PA_OWNER) {
         ps_error(svc, st, "auth", "forbidden", NULL, NULL);
         return NULL;
@@ -1733,11 +1711,12 @@ static void ps_disco_info(ps_service_t *svc, const xml_stanza_t *st, xml_node_t 
 {
     const char *node = xml_node_attr(q, "node");
     ps_node_t *n = node ? ps_find(svc, node) : NULL;
-    if (node && !n) {
+    const char *app;
+    /* a node one may not read is not shown either, as in disco#items */
+    if (node && (!n || access_denied(svc, n, bare, &app))) {
         ps_error(svc, st, "cancel", "item-not-found", NULL, NULL);
         return;
     }
-    TERN_UNUSED(bare);
     xml_stanza_t *res = iq_result(svc, st);
     xml_node_t *rq = xml_node_add_child(xml_stanza_root(res), "query", NS_DISCO_INFO);
     xml_node_t *id = xml_node_add_child(rq, "identity", NS_DISCO_INFO);
