@@ -462,3 +462,27 @@ def test_xep0411_private_bookmarks_are_pep_bookmarks(srv):
     assert private_bookmarks(a) == {"three@conference.localhost": ("true", "Three", None)}
     for s in (a, a2, b):
         s.close()
+
+
+def test_vcard4_is_a_pep_node(srv):
+    """XEP-0292 §3: the vCard4 lives in the urn:xmpp:vcard4 PEP node, item
+    id 'current'; published with access_model open anyone reads it, and a
+    contact interested in it is notified."""
+    ns = "urn:xmpp:vcard4"
+    a = online(srv, "alice@localhost/pc", [])
+    b = online(srv, "bob@localhost/pc", [ns])
+    subscribe_both(a, b, "alice@localhost", "bob@localhost")
+    card = ("<vcard xmlns='%s'><fn><text>Alice Tern</text></fn>"
+            "<nickname><text>ally</text></nickname></vcard>" % ns)
+    ok(publish(a, ns, "current", card, {"pubsub#access_model": "open"}))
+    m = expect_event(b, ns, "alice@localhost", what="vcard4 event")
+    got = event_of(m).find(q(NS_PS_EVENT, "item")).find(q(ns, "vcard"))
+    assert got.find(q(ns, "fn")).findtext(q(ns, "text")) == "Alice Tern"
+    z = server_login(srv, "zoe@localhost/pc")
+    res = ok(z.iq("get", "<pubsub xmlns='%s'><items node='%s'/></pubsub>" % (NS_PS, ns),
+                  to="alice@localhost"))
+    item = res.find(q(NS_PS, "pubsub")).find(q(NS_PS, "items")).find(q(NS_PS, "item"))
+    assert item.get("id") == "current"
+    assert item.find(q(ns, "vcard")).find(q(ns, "nickname")).findtext(q(ns, "text")) == "ally"
+    for s in (a, b, z):
+        s.close()
