@@ -106,7 +106,7 @@ struct conn {
     bool f_starttls, f_mechs, f_bind, f_session, f_session_opt;
     bool in_mucx, in_error, roster_query;
     bool in_event, event_node_ok; /* pubsub: inside <event/>, its <items node/> is ours */
-    unsigned muc_status; /* bit 0: 110 (self), bit 1: 201 (room created) */
+    unsigned muc_status;          /* bit 0: 110 (self), bit 1: 201 (room created) */
     char err_cond[48];
     unsigned mechs; /* bit per enum mech */
     enum capture cap;
@@ -655,7 +655,7 @@ static void handle_muc_presence(struct conn *c)
 
 /* --------------------------------------------------------- pubsub helpers */
 
-#define NS_PUBSUB "http://jabber.org/protocol/pubsub"
+#define NS_PUBSUB       "http://jabber.org/protocol/pubsub"
 #define NS_PUBSUB_EVENT "http://jabber.org/protocol/pubsub#event"
 
 /* The publisher creates the node with the benchmark's configuration; every
@@ -869,8 +869,8 @@ static void handle_iq(struct conn *c)
             mark_unsupported("roster set answered with error (%s%s)",
                              c->err_cond[0] ? c->err_cond : "no condition", "");
         }
-    } else if (G.o.scenario == SC_PUBSUB && (strcmp(c->sid, "create1") == 0 ||
-                                              strcmp(c->sid, "sub1") == 0)) {
+    } else if (G.o.scenario == SC_PUBSUB &&
+               (strcmp(c->sid, "create1") == 0 || strcmp(c->sid, "sub1") == 0)) {
         if (is_result && c->sid[0] == 'c')
             w->st.rooms_made++;
         if (is_result)
@@ -2156,38 +2156,39 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
                     ",\n  \"subscribers\": %d,\n  \"subscribed\": %" PRIu64
                     ",\n  \"join_errors\": %" PRIu64 ",\n  \"nodes_created\": %" PRIu64
                     ",\n  \"duration_s\": %.3f,\n  \"sent\": %" PRIu64
-                    ",\n  \"publishes_acked\": %" PRIu64
-                    ",\n  \"expected_deliveries\": %" PRIu64 ",\n  \"delivered\": %" PRIu64
-                    ",\n  \"msg_errors\": %" PRIu64 ",\n  \"stray\": %" PRIu64
+                    ",\n  \"publishes_acked\": %" PRIu64 ",\n  \"expected_deliveries\": %" PRIu64
+                    ",\n  \"delivered\": %" PRIu64 ",\n  \"msg_errors\": %" PRIu64
+                    ",\n  \"stray\": %" PRIu64
                     ",\n  \"offered_msgs_per_s\": %.1f,\n  \"deliveries_per_s\": %.1f",
                     o->pubsub_domain, o->node, o->max_items, o->subscribers,
                     s->joins_ok > 0 ? s->joins_ok - 1 : 0, s->join_errors, s->rooms_made, el,
-                    s->sent, s->pub_acked, s->expected, s->delivered, s->msg_errors, s->stray,
-                    off, del);
+                    s->sent, s->pub_acked, s->expected, s->delivered, s->msg_errors, s->stray, off,
+                    del);
             print_latency(f, true, lat);
             if (pid)
                 fprintf(f, ",\n  \"server_cpu_s\": %.3f,\n  \"server_cpu_us_per_delivery\": %.3f",
                         cpu_us / 1e6, per);
             if (ri->mem_measured)
-                fprintf(f,
-                        ",\n  \"server_mem\": {\"rss_before_kb\": %ld, \"rss_subscribed_kb\": %ld, "
-                        "\"rss_after_kb\": %ld, \"pss_before_kb\": %ld, \"pss_subscribed_kb\": %ld, "
-                        "\"pss_after_kb\": %ld}",
-                        ri->mem_before.rss_kb, ri->mem_joined.rss_kb, ri->mem_after.rss_kb,
-                        ri->mem_before.pss_kb, ri->mem_joined.pss_kb, ri->mem_after.pss_kb);
+                fprintf(
+                    f,
+                    ",\n  \"server_mem\": {\"rss_before_kb\": %ld, \"rss_subscribed_kb\": %ld, "
+                    "\"rss_after_kb\": %ld, \"pss_before_kb\": %ld, \"pss_subscribed_kb\": %ld, "
+                    "\"pss_after_kb\": %ld}",
+                    ri->mem_before.rss_kb, ri->mem_joined.rss_kb, ri->mem_after.rss_kb,
+                    ri->mem_before.pss_kb, ri->mem_joined.pss_kb, ri->mem_after.pss_kb);
         } else {
             fprintf(f,
                     "  node             %s on %s (max_items %d): %" PRIu64
                     " of %d subscribed, %" PRIu64 " errors, %" PRIu64 " created\n",
-                    o->node, o->pubsub_domain, o->max_items,
-                    s->joins_ok > 0 ? s->joins_ok - 1 : 0, o->subscribers, s->join_errors,
-                    s->rooms_made);
+                    o->node, o->pubsub_domain, o->max_items, s->joins_ok > 0 ? s->joins_ok - 1 : 0,
+                    o->subscribers, s->join_errors, s->rooms_made);
             fprintf(f,
                     "  publishes        sent %" PRIu64 " (%.1f/s), acked %" PRIu64
                     ", notifications %" PRIu64 " of %" PRIu64 " expected, errors %" PRIu64
                     " over %.3f s\n",
                     s->sent, off, s->pub_acked, s->delivered, s->expected, s->msg_errors, el);
-            fprintf(f, "  subscribe        %.3f s for node creation and all subscriptions\n", sub_s);
+            fprintf(f, "  subscribe        %.3f s for node creation and all subscriptions\n",
+                    sub_s);
             fprintf(f,
                     "  delivery check   %" PRIu64 " of %" PRIu64 " items complete; %" PRIu64
                     " short (%" PRIu64 " notifications lost), %" PRIu64 " over (%" PRIu64
@@ -2535,9 +2536,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
     if (o->concurrency < 0)
         o->concurrency = o->scenario == SC_LOGIN ? 50 : 100;
     if (o->rate < 0)
-        o->rate = o->scenario == SC_CHAT || o->scenario == SC_MUC || o->scenario == SC_PUBSUB
-                      ? 1000
-                      : 0;
+        o->rate =
+            o->scenario == SC_CHAT || o->scenario == SC_MUC || o->scenario == SC_PUBSUB ? 1000 : 0;
     if (o->starttls && o->direct_tls) {
         fprintf(stderr, "--tls and --direct-tls are exclusive\n");
         return -1;
@@ -2560,8 +2560,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         o->users = o->rooms * o->room_size;
     }
     if (o->scenario == SC_PUBSUB) {
-        if (o->subscribers < 1 || o->max_items < 1 || !o->node[0] ||
-            strpbrk(o->node, "'\"<>&")) {
+        if (o->subscribers < 1 || o->max_items < 1 || !o->node[0] || strpbrk(o->node, "'\"<>&")) {
             fprintf(stderr, "pubsub: bad --subscribers, --max-items or --node\n");
             return -1;
         }
