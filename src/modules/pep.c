@@ -655,6 +655,11 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
     const char *type = xml_node_attr(root, "type");
     if (type && strcmp(type, "unavailable") != 0 && strcmp(type, "error") != 0)
         return TERN_PASS;
+    /* A room occupant's presence (it carries muc#user) is not a person
+     * who could take events: a notification to room/nick would be relayed
+     * as a private message. */
+    if (xml_node_child(root, "x", NS_MUC_USER))
+        return TERN_PASS;
     bool up = takes_events(root);
     char *bare = jid_bare_string(ev->to);
     char *from_bare = jid_bare_string(ev->from);

@@ -486,3 +486,34 @@ def test_vcard4_is_a_pep_node(srv):
     assert item.find(q(ns, "vcard")).find(q(ns, "nickname")).findtext(q(ns, "text")) == "ally"
     for s in (a, b, z):
         s.close()
+
+
+def test_room_occupants_are_not_recipients(srv):
+    """An occupant's presence from a room carries caps too (XEP-0045
+    relays them), but room/nick is not a person: PEP sends nothing there,
+    which the room would otherwise relay as a private message."""
+    node = "urn:test:open-notify"
+    a = online(srv, "alice@localhost/pc", [])
+    c = online(srv, "carol@localhost/pc", [node])
+    room = "peptest@conference.localhost"
+    a.send("<presence to='%s/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>" % room)
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == room + "/alice",
+             what="joined")
+    ok(a.iq("set", "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+            "<x xmlns='jabber:x:data' type='submit'/></query>", to=room))  # instant room
+    feats = "".join("<feature var='%s'/>" % f for f in c.caps_feats)
+    c.send("<presence to='%s/carol'><x xmlns='http://jabber.org/protocol/muc'/>"
+           "<c xmlns='%s' hash='sha-1' node='%s' ver='%s'/></presence>"
+           % (room, NS_CAPS, CAPS_NODE, ver_of("client/pc//T", c.caps_feats)))
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == room + "/carol",
+             what="carol's occupant presence")
+    assert feats
+    settle(a, c)
+    ok(publish(a, node, "1", "<x xmlns='urn:test'/>", {"pubsub#access_model": "open"}))
+    for s in (a, c):
+        s.pump(1.0)
+        stray = [e for e in s.pending if e.tag == q(NS_CLIENT, "message")]
+        s.pending.clear()
+        assert not stray, stray
+    a.close()
+    c.close()
