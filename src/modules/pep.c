@@ -665,9 +665,9 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
     char *from_bare = jid_bare_string(ev->from);
     acct_t *a = NULL;
     if (bare && from_bare && strcmp(bare, from_bare) != 0) {
-        a = acct_get(p, bare, false);
-        if (!a && up && tern_user_sessions(p->host, bare))
-            a = acct_get(p, bare, true);
+        /* Also while the owner is offline (§4.3.2): the contact still gets
+         * the last items; the account is dropped again after that batch. */
+        a = acct_get(p, bare, up);
     }
     if (a) {
         char *full = jid_to_string(ev->from);
@@ -676,6 +676,7 @@ static tern_handled_t on_inbound(void *state, tern_stanza_ev_t *ev)
         else
             recipient_down(a, full);
         free(full);
+        acct_maybe_drop(a); /* an offline owner's, with nothing to send */
     }
     free(bare);
     free(from_bare);

@@ -517,3 +517,19 @@ def test_room_occupants_are_not_recipients(srv):
         assert not stray, stray
     a.close()
     c.close()
+
+
+def test_last_item_while_owner_offline(srv):
+    """XEP-0163 §4.3.2: the last item goes to a contact that comes online
+    with +notify even when the owner has no session."""
+    a = online(srv, "alice@localhost/pc", [NS_NICK])
+    b = online(srv, "bob@localhost/pc", [NS_NICK])
+    subscribe_both(a, b, "alice@localhost", "bob@localhost")
+    ok(publish(a, NS_NICK, "current", nick("Away")))
+    expect_event(b, NS_NICK, "alice@localhost")
+    a.close()
+    b.close()
+    b2 = online(srv, "bob@localhost/later", [NS_NICK])
+    m = expect_event(b2, NS_NICK, "alice@localhost", what="last item from an offline owner")
+    assert event_of(m).find(q(NS_PS_EVENT, "item")).find(q(NS_NICK, "nick")).text == "Away"
+    b2.close()
