@@ -168,17 +168,9 @@ static bool roster_allows(void *ud, const ps_node_t *n, const char *bare)
         return false;
     if (strcmp(n->cfg.access_model, "presence") == 0)
         return (c->sub & ROSTER_SUB_FROM) != 0;
-    for (size_t i = 0; c->groups && c->groups[i]; i++) {
-        const char *g = n->cfg.roster_groups;
-        size_t gl = strlen(c->groups[i]);
-        while (g && *g) {
-            const char *nl = strchr(g, '\n');
-            size_t len = nl ? (size_t)(nl - g) : strlen(g);
-            if (len == gl && memcmp(g, c->groups[i], gl) == 0)
-                return true;
-            g = nl ? nl + 1 : g + len;
-        }
-    }
+    for (size_t i = 0; c->groups && c->groups[i]; i++)
+        if (ps_group_allowed(n, c->groups[i]))
+            return true;
     return false;
 }
 

@@ -35,6 +35,7 @@
 #include "../xml/ns.h"
 #include "../xml/parser.h"
 #include "pubsub.h"
+#include "roster.h"
 #include "tern/module.h"
 
 #define NS_PUBSUB_ERRORS "http://jabber.org/protocol/pubsub#errors"
@@ -62,8 +63,11 @@ typedef struct {
     pthread_mutex_t lock; /* worker 0's instance: guards everything below */
     ps_service_t svc;
     bool loaded, loading;
+    bool asking; /* a roster lookup for the queue's head is under way */
     queued_t *qhead, **qtail;
     size_t nq;
+    ps_hooks_t hooks;
+    struct rels *rels; /* the head's requester in its node owners' rosters */
 } pubsub_t;
 
 extern const tern_module_def_t mod_pubsub;
@@ -1890,10 +1894,37 @@ xml_stanza_t **ps_take_out(ps_service_t *svc, size_t *n)
     return out;
 }
 
+bool ps_group_allowed(const ps_node_t *n, const char *group)
+{
+    size_t gl = strlen(group);
+    for (const char *g = n->cfg.roster_groups; g && *g;) {
+        const char *nl = strchr(g, '\n');
+        size_t len = nl ? (size_t)(nl - g) : strlen(g);
+        if (len == gl && memcmp(g, group, gl) == 0)
+            return true;
+        g = nl ? nl + 1 : g + len;
+    }
+    return false;
+}
+
 bool ps_may_see(ps_service_t *svc, const ps_node_t *n, const char *bare)
 {
     const char *app;
     return access_denied(svc, n, bare, &app) == NULL;
+}
+
+const ps_node_t *ps_request_node(ps_service_t *svc, const xml_stanza_t *st)
+{
+    const xml_node_t *root = xml_stanza_root(st);
+    const xml_node_t *q = xml_node_is(root, "iq", NULL) ? xml_node_first_element(root) : NULL;
+    const char *name = NULL;
+    if (xml_node_is(q, "pubsub", NS_PUBSUB) || xml_node_is(q, "pubsub", NS_PUBSUB_OWNER)) {
+        const xml_node_t *op = xml_node_first_element(q);
+        name = op ? xml_node_attr(op, "node") : NULL;
+    } else if (xml_node_is(q, "query", NS_DISCO_INFO) || xml_node_is(q, "query", NS_DISCO_ITEMS)) {
+        name = xml_node_attr(q, "node");
+    }
+    return name ? ps_find(svc, name) : NULL;
 }
 
 const char *ps_item_payload(ps_service_t *svc, const char *node, const char *id)
@@ -2002,21 +2033,6 @@ void ps_stored_apply(ps_service_t *svc, const ps_stored_t *j)
     }
 }
 
-/* ------------------------------------------------------------------ entry: loading */
-
-typedef struct {
-    pubsub_t *pt;   /* primary */
-    pubsub_t *self; /* the instance of the worker that asked */
-    char *host, *user;
-    ps_stored_t *stored;
-} load_job_t;
-
-static int load_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
-{
-    load_job_t *j = arg;
-    return ps_stored_read(drv, db, j->host, j->user, &j->stored);
-}
-
 /* The creation policy is read from the configuration for each batch (under
  * the lock), as the configuration may be reloaded. */
 static void refresh_policy(pubsub_t *pt)
@@ -2037,6 +2053,179 @@ static void flush_out(pubsub_t *pt, xml_stanza_t **out, size_t n)
     free(out);
 }
 
+/* ------------------------------------------------------------------ entry: roster access */
+
+/* XEP-0060 §4.5 on this service: presence and roster access are relative
+ * to the node's owners. Before a request from a non-affiliate on such a
+ * node is handled, one storage job reads the requester's item in each
+ * local owner's roster; requests behind it wait, so the order holds. */
+typedef struct rels {
+    char *bare, *host;
+    size_t n;
+    char **owners;  /* local parts */
+    unsigned *sub;  /* per owner */
+    char ***groups; /* per owner, NULL-terminated, or NULL */
+} rels_t;
+
+static void rels_free(rels_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->owners[i]);
+        for (size_t k = 0; r->groups[i] && r->groups[i][k]; k++)
+            free(r->groups[i][k]);
+        free(r->groups[i]);
+    }
+    free(r->owners);
+    free(r->sub);
+    free(r->groups);
+    free(r->bare);
+    free(r->host);
+    free(r);
+}
+
+static bool svc_roster_allows(void *ud, const ps_node_t *n, const char *bare)
+{
+    const rels_t *r = ((pubsub_t *)ud)->rels;
+    if (!r || strcmp(r->bare, bare) != 0)
+        return false;
+    bool presence = strcmp(n->cfg.access_model, "presence") == 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (presence && (r->sub[i] & ROSTER_SUB_FROM))
+            return true;
+        for (size_t k = 0; !presence && r->groups[i] && r->groups[i][k]; k++)
+            if (ps_group_allowed(n, r->groups[i][k]))
+                return true;
+    }
+    return false;
+}
+
+/* The lookup q's request needs, or NULL when it can be handled now. */
+static rels_t *rels_needed(pubsub_t *pt, const queued_t *q)
+{
+    const ps_node_t *n = ps_request_node(&pt->svc, q->st);
+    if (!n || (strcmp(n->cfg.access_model, "presence") != 0 &&
+               strcmp(n->cfg.access_model, "roster") != 0))
+        return NULL;
+    char *bare = jid_bare_string(&q->from);
+    for (const ps_affil_t *a = n->affs; bare && a; a = a->next) {
+        if (strcmp(a->jid, bare) == 0) { /* affiliations decide alone */
+            free(bare);
+            return NULL;
+        }
+    }
+    rels_t *r = tern_xcalloc(1, sizeof(*r));
+    r->bare = bare;
+    r->host = tern_xstrdup(pt->svc.local_domain ? pt->svc.local_domain : "");
+    for (const ps_affil_t *a = n->affs; bare && a; a = a->next) {
+        const char *at = strchr(a->jid, '@');
+        if (a->aff != PA_OWNER || !at || strcmp(at + 1, r->host) != 0)
+            continue;
+        r->owners = tern_xrealloc(r->owners, (r->n + 1) * sizeof(*r->owners));
+        r->owners[r->n++] = tern_xstrndup(a->jid, (size_t)(at - a->jid));
+    }
+    if (!r->n) {
+        rels_free(r);
+        return NULL;
+    }
+    r->sub = tern_xcalloc(r->n, sizeof(*r->sub));
+    r->groups = tern_xcalloc(r->n, sizeof(*r->groups));
+    return r;
+}
+
+typedef struct {
+    pubsub_t *pt, *self;
+    rels_t *rels;
+} rels_job_t;
+
+static int rels_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    rels_t *r = ((rels_job_t *)arg)->rels;
+    for (size_t i = 0; i < r->n; i++) {
+        int rc =
+            roster_storage_item(drv, db, r->host, r->owners[i], r->bare, &r->sub[i], &r->groups[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void drain(pubsub_t *pt, pubsub_t *self);
+
+static void handle_head(pubsub_t *pt)
+{
+    queued_t *q = pt->qhead;
+    pt->qhead = q->next;
+    if (!pt->qhead)
+        pt->qtail = &pt->qhead;
+    pt->nq--;
+    ps_handle(&pt->svc, q->st, &q->from);
+    xml_stanza_unref(q->st);
+    jid_clear(&q->from);
+    free(q);
+}
+
+static void rels_done(void *arg, int result)
+{
+    rels_job_t *j = arg;
+    pubsub_t *pt = j->pt;
+    pthread_mutex_lock(&pt->lock);
+    pt->asking = false;
+    if (result != 0) /* an unreadable roster admits nobody */
+        log_warn("pubsub", "reading owners' rosters for %s failed (%d)", j->rels->bare, result);
+    pt->rels = result == 0 ? j->rels : NULL;
+    if (pt->qhead)
+        handle_head(pt);
+    pt->rels = NULL;
+    drain(pt, j->self);
+    size_t nout;
+    xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
+    pthread_mutex_unlock(&pt->lock);
+    flush_out(pt, out, nout);
+    rels_free(j->rels);
+    free(j);
+}
+
+/* Handles queued stanzas in order until one needs a roster lookup (under
+ * the lock). */
+static void drain(pubsub_t *pt, pubsub_t *self)
+{
+    refresh_policy(pt);
+    pt->svc.srv = self->srv; /* storage is submitted on the calling loop */
+    while (pt->qhead && !pt->asking) {
+        rels_t *need = rels_needed(pt, pt->qhead);
+        if (!need) {
+            handle_head(pt);
+            continue;
+        }
+        rels_job_t *j = tern_xcalloc(1, sizeof(*j));
+        j->pt = pt;
+        j->self = self;
+        j->rels = need;
+        if (tern_storage_submit(self->srv, rels_run, rels_done, j) != 0) {
+            rels_free(need);
+            free(j);
+            handle_head(pt); /* without the rosters: affiliates only */
+            continue;
+        }
+        pt->asking = true;
+    }
+}
+
+/* ------------------------------------------------------------------ entry: loading */
+
+typedef struct {
+    pubsub_t *pt;   /* primary */
+    pubsub_t *self; /* the instance of the worker that asked */
+    char *host, *user;
+    ps_stored_t *stored;
+} load_job_t;
+
+static int load_run(const storage_driver_t *drv, storage_db_t *db, void *arg)
+{
+    load_job_t *j = arg;
+    return ps_stored_read(drv, db, j->host, j->user, &j->stored);
+}
+
 static void loaded(void *arg, int result)
 {
     load_job_t *j = arg;
@@ -2047,20 +2236,7 @@ static void loaded(void *arg, int result)
     ps_stored_apply(&pt->svc, j->stored);
     pt->loaded = true;
     pt->loading = false;
-    refresh_policy(pt);
-    pt->svc.srv = j->self->srv; /* storage is submitted on the calling loop */
-    queued_t *q = pt->qhead;
-    pt->qhead = NULL;
-    pt->qtail = &pt->qhead;
-    pt->nq = 0;
-    for (; q;) {
-        queued_t *nx = q->next;
-        ps_handle(&pt->svc, q->st, &q->from);
-        xml_stanza_unref(q->st);
-        jid_clear(&q->from);
-        free(q);
-        q = nx;
-    }
+    drain(pt, j->self);
     size_t nout;
     xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
     pthread_mutex_unlock(&pt->lock);
@@ -2084,7 +2260,7 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
     if (!pt)
         pt = self;
     pthread_mutex_lock(&pt->lock);
-    if (!pt->loaded) {
+    if (!pt->loaded || pt->asking || pt->qhead) {
         if (pt->nq >= PS_MAX_QUEUED) {
             pthread_mutex_unlock(&pt->lock);
             tern_bounce(self->srv, ev->stanza, "wait", "resource-constraint", NULL);
@@ -2100,7 +2276,7 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
         *pt->qtail = q;
         pt->qtail = &q->next;
         pt->nq++;
-        if (!pt->loading) {
+        if (!pt->loaded && !pt->loading) {
             load_job_t *j = tern_xcalloc(1, sizeof(*j));
             j->pt = pt;
             j->self = self;
@@ -2119,9 +2295,17 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
         pthread_mutex_unlock(&pt->lock);
         return TERN_HANDLED;
     }
-    refresh_policy(pt);
-    pt->svc.srv = self->srv; /* storage is submitted on the calling loop */
-    ps_handle(&pt->svc, ev->stanza, ev->from);
+    queued_t *q = tern_xcalloc(1, sizeof(*q));
+    if (jid_copy(ev->from, &q->from) != 0) {
+        free(q);
+        pthread_mutex_unlock(&pt->lock);
+        return TERN_HANDLED;
+    }
+    q->st = xml_stanza_ref(ev->stanza);
+    *pt->qtail = q;
+    pt->qtail = &q->next;
+    pt->nq++;
+    drain(pt, self);
     size_t nout;
     xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
     pthread_mutex_unlock(&pt->lock);
@@ -2142,6 +2326,9 @@ static void *pubsub_init(tern_module_t *m)
     pthread_mutex_init(&pt->lock, NULL);
     pt->qtail = &pt->qhead;
     ps_service_init(&pt->svc, pt->srv, pt->domain, tern_host_domain(h), pt->domain, NULL);
+    pt->hooks.roster_allows = svc_roster_allows;
+    pt->hooks.ud = pt;
+    pt->svc.hooks = &pt->hooks;
     if (tern_register_service(m, pt->domain, "Publish-Subscribe", on_stanza) != 0) {
         log_error("pubsub", "cannot serve %s: domain already taken", pt->domain);
         pthread_mutex_destroy(&pt->lock);

@@ -121,8 +121,15 @@ xml_stanza_t **ps_take_out(ps_service_t *svc, size_t *n);
 void ps_send_last_items(ps_service_t *svc, const char *to, const char *bare,
                         bool (*want)(void *ud, const char *node), void *ud);
 
+/* The node an iq to the service is about (the node attribute of its
+ * pubsub or disco payload's element), or NULL. */
+const ps_node_t *ps_request_node(ps_service_t *svc, const xml_stanza_t *st);
+
 /* The stored payload (serialised element) of item id of node, or NULL. */
 const char *ps_item_payload(ps_service_t *svc, const char *node, const char *id);
+
+/* Whether group is one of n's pubsub#roster_groups_allowed. */
+bool ps_group_allowed(const ps_node_t *n, const char *group);
 
 /* Whether bare may see n's items (access model, affiliations, hooks). */
 bool ps_may_see(ps_service_t *svc, const ps_node_t *n, const char *bare);

@@ -328,6 +328,24 @@ int roster_storage_subscription(const storage_driver_t *drv, storage_db_t *db, c
     return rc < 0 ? rc : bits;
 }
 
+int roster_storage_item(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user, const char *contact_bare, unsigned *sub, char ***groups)
+{
+    ritem_t it;
+    bool found;
+    *sub = 0;
+    *groups = NULL;
+    int rc = load_item(drv, db, host, user, contact_bare, &it, &found);
+    if (rc == 0 && found) {
+        *sub = it.sub;
+        *groups = tern_xcalloc(it.ngroups + 1, sizeof(char *));
+        for (size_t i = 0; i < it.ngroups; i++)
+            (*groups)[i] = tern_xstrdup(it.groups[i]);
+    }
+    item_clear(&it);
+    return rc < 0 ? rc : 0;
+}
+
 typedef struct {
     roster_item_cb cb;
     void *ud;

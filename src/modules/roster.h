@@ -23,6 +23,13 @@ enum { ROSTER_SUB_TO = 1, ROSTER_SUB_FROM = 2 };
 int roster_storage_subscription(const storage_driver_t *drv, storage_db_t *db, const char *host,
                                 const char *user, const char *contact_bare);
 
+/* The subscription bits (0 when absent) and groups (NULL-terminated,
+ * malloc'd, caller frees each and the array; NULL when none) of
+ * contact_bare in user's roster. 0 or a negative TERN_E* code. Storage
+ * thread only. */
+int roster_storage_item(const storage_driver_t *drv, storage_db_t *db, const char *host,
+                        const char *user, const char *contact_bare, unsigned *sub, char ***groups);
+
 /* Calls cb for every item of user's roster on host, with its subscription
  * bits and groups (borrowed for the call); stops at cb's first non-zero
  * return, which it returns. Storage thread only. */

@@ -456,3 +456,38 @@ def test_authorize_access_model(server):
     assert stanza_error(m) == ("auth", "forbidden")
     for s in (a, b, c):
         s.close()
+
+
+def test_presence_and_roster_access_follow_the_owner(server):
+    """XEP-0060 §4.5 on the service: presence access admits who receives
+    the node owner's presence, roster access who is in an allowed group
+    of the owner's roster; others get the XEP's not-authorized errors."""
+    a = login(server, "alice@localhost/acc")
+    b = login(server, "bob@localhost/acc")
+    c = login(server, "carol@localhost/acc")
+    # bob gets alice's presence (subscription from, in alice's roster)
+    b.send("<presence to='alice@localhost' type='subscribe'/>")
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("type") == "subscribe",
+             what="subscribe")
+    a.send("<presence to='bob@localhost' type='subscribed'/>")
+    b.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("type") == "subscribed",
+             what="subscribed")
+    ok(a.iq("set", "<query xmlns='jabber:iq:roster'><item jid='carol@localhost'>"
+            "<group>Team</group></item></query>"))
+    pres = node_name("pres")
+    create(a, pres, node_config(field("pubsub#access_model", "presence")))
+    ok(publish(a, pres, "p1"))
+    assert item_ids(ok(ps(b, "get", "<items node='%s'/>" % pres)), pres) == ["p1"]
+    err(ps(c, "get", "<items node='%s'/>" % pres), "auth", "not-authorized",
+        "presence-subscription-required")
+    err(subscribe(c, pres), "auth", "not-authorized", "presence-subscription-required")
+    ok(subscribe(b, pres))
+    team = node_name("team")
+    create(a, team, node_config(field("pubsub#access_model", "roster"),
+                                field("pubsub#roster_groups_allowed", "Team")))
+    ok(publish(a, team, "t1"))
+    assert item_ids(ok(ps(c, "get", "<items node='%s'/>" % team)), team) == ["t1"]
+    err(ps(b, "get", "<items node='%s'/>" % team), "auth", "not-authorized",
+        "not-in-roster-group")
+    for s in (a, b, c):
+        s.close()
