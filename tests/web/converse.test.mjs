@@ -29,7 +29,8 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { chromium } from 'playwright-core';
 import { logOnFailure, startServer, stopServer, killAllChildren, WEB_DIR, makeTempDir, IS_TERN } from './harness.mjs';
-import { XmppJsClient, closeHttpAgents, xml } from './clients.mjs';
+import { closeHttpAgents, xml } from './clients.mjs';
+import { Party, show, mucUser as mucX, statuses, isPres as isPresence, NS_MUC, NS_PS as NS_PUBSUB, RUN } from './parties.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const VIEWPORT = { width: 1200, height: 800 };
@@ -38,15 +39,11 @@ const PAGE_DIR = path.join(WEB_DIR, 'page-converse');
 const DIST_DIR = path.join(WEB_DIR, 'node_modules', 'converse.js', 'dist');
 
 const SERVICE = 'conference.localhost';
-const NS_MUC = 'http://jabber.org/protocol/muc';
-const NS_MUC_USER = `${NS_MUC}#user`;
 const NS_MUC_OWNER = `${NS_MUC}#owner`;
-const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
 const NS_BOOKMARKS_PEP = 'storage:bookmarks'; // XEP-0048 in PEP (XEP-0223)
 const NS_BOOKMARKS2 = 'urn:xmpp:bookmarks:1'; // XEP-0402
 const WAIT = 15000;
 const ROOM_TITLE = 'Tern and converse';
-const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -96,65 +93,8 @@ async function servePage() {
 
 // ------------------------------------------------------------ an @xmpp/client peer
 
-const show = (el) => (el ? el.toString() : String(el));
-
-/** Every stanza one @xmpp/client connection receives, as ltx elements, waited on by predicate. */
-class StanzaInbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.all = [];
-    this.waiters = [];
-  }
-
-  push(el) {
-    this.all.push(el);
-    const w = this.waiters.find((x) => x.pred(el));
-    if (w) {
-      this.waiters.splice(this.waiters.indexOf(w), 1);
-      clearTimeout(w.timer);
-      w.resolve(el);
-    } else {
-      this.items.push(el);
-    }
-  }
-
-  next(pred, what, timeout = WAIT) {
-    const i = this.items.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`${this.name}: no ${what} within ${timeout} ms; last stanzas received:\n` +
-          this.all.slice(-10).map(show).join('\n')));
-      }, timeout);
-      this.waiters.push(w);
-    });
-  }
-}
-
-let iqSeq = 0;
-
-async function openPeer(srv, jid) {
-  const c = new XmppJsClient(srv.wsUrl, jid, srv.password(jid));
-  c.stanzas = new StanzaInbox(`xmpp.js:${jid}`);
-  c.xmpp.on('stanza', (el) => c.stanzas.push(el));
-  await c.connect();
-  return c;
-}
-
-/** Sends an iq and resolves with the answer (result or error) as received. */
-async function iq(peer, type, to, payload) {
-  const id = `conv-iq-${++iqSeq}`;
-  await peer.xmpp.send(xml('iq', { type, to, id }, payload));
-  return peer.stanzas.next((el) => el.name === 'iq' && el.attrs.id === id && ['result', 'error'].includes(el.attrs.type),
-    `answer to iq ${id} (${payload.name} ${payload.attrs.xmlns})`);
-}
-
-const mucX = (el) => el.getChild('x', NS_MUC_USER);
-const statuses = (el) => new Set((mucX(el)?.getChildren('status') ?? []).map((s) => s.attrs.code));
-const isPresence = (from, type) => (el) => el.name === 'presence' && el.attrs.from === from && (el.attrs.type ?? null) === type;
+/** bob's and alice's sessions outside the browser: parties.mjs's Party on @xmpp/client. */
+const openPeer = (srv, jid) => Party.open(srv, 'ws', jid, { iqPrefix: 'conv-iq', wait: WAIT, tail: 10 });
 
 // ------------------------------------------------------------ converse in a browser context
 
@@ -244,7 +184,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
 
   after(async () => {
     for (const s of [first, second]) if (s) await s.context.close().catch(() => {});
-    for (const p of [bob, probe]) if (p) await p.stop().catch(() => {});
+    for (const p of [bob, probe]) if (p) await p.close().catch(() => {});
     if (browser) await browser.close().catch(() => {});
     if (pageServer) pageServer.close();
     closeHttpAgents();
@@ -256,10 +196,10 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
   it('converse joins a room and bookmarks it with autojoin in alice\'s PEP', logOnFailure(() => srv, async () => {
     // bob creates the room (instant room, XEP-0045 §10.1.2) and stays in it
     bob = await openPeer(srv, 'bob@localhost/muc');
-    await bob.xmpp.send(xml('presence', { to: `${room}/bob` }, xml('x', { xmlns: NS_MUC })));
-    const created = await bob.stanzas.next(isPresence(`${room}/bob`, null), 'bob\'s self-presence (room created)');
+    await bob.send(xml('presence', { to: `${room}/bob` }, xml('x', { xmlns: NS_MUC })));
+    const created = await bob.next(isPresence(`${room}/bob`, null), 'bob\'s self-presence (room created)');
     assert.ok(statuses(created).has('110') && statuses(created).has('201'), `new room: 110 and 201 in ${show(created)}`);
-    const conf = await iq(bob, 'set', room, xml('query', { xmlns: NS_MUC_OWNER }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' })));
+    const conf = await bob.iq('set', room, xml('query', { xmlns: NS_MUC_OWNER }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' })));
     assert.equal(conf.attrs.type, 'result', `instant room: ${show(conf)}`);
 
     first = await openConverse(browser, pageServer, srv, 'alice@localhost/converse-1');
@@ -268,7 +208,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
       const beforeJoin = (await first.framesNow()).length;
       // converse joins (api.rooms.open is what its "add groupchat" form calls)
       await page.evaluate(([jid]) => window.tern.api.rooms.open(jid, { nick: 'alice' }, true), [room]);
-      const joined = await bob.stanzas.next(isPresence(`${room}/alice`, null), 'alice\'s join presence (converse, first session)');
+      const joined = await bob.next(isPresence(`${room}/alice`, null), 'alice\'s join presence (converse, first session)');
       // bob is the room's owner (a moderator): he sees the occupant's real JID (§7.2.4)
       assert.equal(mucX(joined)?.getChild('item')?.attrs.jid, 'alice@localhost/converse-1', `occupant jid: ${show(joined)}`);
       await roomShown(page, room);
@@ -300,7 +240,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
 
     // alice's PEP node, read by another of her sessions (XEP-0060 §6.5.2)
     probe = await openPeer(srv, 'alice@localhost/probe');
-    const items = await iq(probe, 'get', 'alice@localhost', xml('pubsub', { xmlns: NS_PUBSUB }, xml('items', { node: bookmarkNode })));
+    const items = await probe.iq('get', 'alice@localhost', xml('pubsub', { xmlns: NS_PUBSUB }, xml('items', { node: bookmarkNode })));
     assert.equal(items.attrs.type, 'result', `items of ${bookmarkNode}: ${show(items)}`);
     const list = items.getChild('pubsub', NS_PUBSUB)?.getChild('items');
     assert.equal(list?.attrs.node, bookmarkNode, `items node: ${show(items)}`);
@@ -321,7 +261,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
     assert.equal(conference.attrs.name, ROOM_TITLE, `the name saved last: ${show(conference)}`);
 
     // converse asked for access_model whitelist: bookmarks are not for others to read
-    const foreign = await iq(bob, 'get', 'alice@localhost', xml('pubsub', { xmlns: NS_PUBSUB }, xml('items', { node: bookmarkNode })));
+    const foreign = await bob.iq('get', 'alice@localhost', xml('pubsub', { xmlns: NS_PUBSUB }, xml('items', { node: bookmarkNode })));
     assert.equal(foreign.attrs.type, 'error', `bob must not read alice's bookmarks: ${show(foreign)}`);
     // XEP-0060 §6.5.9: a whitelist node answers others <not-allowed/> + <closed-node/>
     const err = foreign.getChild('error');
@@ -331,7 +271,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
     // converse logs out: alice leaves the room
     await withDiag(() => [first], async () => {
       await first.page.evaluate(() => window.tern.api.user.logout());
-      await bob.stanzas.next(isPresence(`${room}/alice`, 'unavailable'), 'alice leaving the room (converse logged out)');
+      await bob.next(isPresence(`${room}/alice`, 'unavailable'), 'alice leaving the room (converse logged out)');
     });
     // whatever else bob got from alice in the room is from the first session
     bob.stanzas.items = bob.stanzas.items.filter((el) => !(el.name === 'presence' && el.attrs.from === `${room}/alice`));
@@ -345,7 +285,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
     await withDiag(() => [second], async () => {
       const { page } = second;
       // nothing but converse's own startup: it fetches the bookmarks and joins
-      const joined = await bob.stanzas.next(isPresence(`${room}/alice`, null),
+      const joined = await bob.next(isPresence(`${room}/alice`, null),
         'alice\'s join presence from the bookmark\'s autojoin (second converse session)', 25000);
       assert.equal(mucX(joined)?.getChild('item')?.attrs.jid, 'alice@localhost/converse-2', `the new session joined: ${show(joined)}`);
       const fetch = (await second.framesNow()).find((f) => /^> <iq[^>]*type=["']get["'][\s\S]*<items node=["'](storage:bookmarks|urn:xmpp:bookmarks:1)["']/.test(f));
@@ -370,7 +310,7 @@ describe('converse.js in Chromium: PEP bookmarks and MUC autojoin', { skip: !fs.
   it('server exits cleanly (SIGTERM, exit 0, no sanitizer report)', { skip: !IS_TERN && 'Tern only' }, async () => {
     for (const s of [first, second]) if (s) await s.context.close().catch(() => {});
     first = second = null;
-    for (const p of [bob, probe]) if (p) await p.stop().catch(() => {});
+    for (const p of [bob, probe]) if (p) await p.close().catch(() => {});
     bob = probe = null;
     closeHttpAgents();
     const s = srv;

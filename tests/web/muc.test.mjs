@@ -7,200 +7,36 @@
 // Section numbers below are those of XEP-0045 1.35; XEP-0421 is occupant-id,
 // XEP-0359 stanza-id, XEP-0249 direct invitations.
 
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { parse as parseLtx, clone as cloneLtx } from 'ltx';
+import { bare, IS_TERN } from './harness.mjs';
+import { xml } from './clients.mjs';
 import {
-  logOnFailure, startServer, killAllChildren, bare, IS_TERN,
-} from './harness.mjs';
-import { StropheClient, XmppJsClient, closeHttpAgents, Strophe, xml } from './clients.mjs';
+  partySuite, show, typeOf, errorOf, formFields, value, dataForm, mucUser as muc, statuses, isPres,
+  NS_MUC, NS_MUC_USER, NS_DATA, DISCO_INFO, RUN,
+} from './parties.mjs';
 
 const SERVICE = 'conference.localhost';
-const NS_CLIENT = 'jabber:client';
-const NS_MUC = 'http://jabber.org/protocol/muc';
-const NS_MUC_USER = `${NS_MUC}#user`;
 const NS_MUC_OWNER = `${NS_MUC}#owner`;
 const NS_MUC_ADMIN = `${NS_MUC}#admin`;
-const NS_DATA = 'jabber:x:data';
 const NS_DELAY = 'urn:xmpp:delay';
 const NS_SID = 'urn:xmpp:sid:0';
 const NS_OID = 'urn:xmpp:occupant-id:0';
-const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const NS_CONFERENCE = 'jabber:x:conference';
-const DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 
-const WAIT = 10000;
-const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 let roomSeq = 0;
 /** A room JID no other test (or earlier run) uses. */
 const roomName = (tag) => `${tag}-${RUN}-${++roomSeq}@${SERVICE}`;
 
 // ------------------------------------------------------------ stanza helpers
 
-const show = (el) => (el ? el.toString() : String(el));
-const muc = (el) => el.getChild('x', NS_MUC_USER);
 const item = (el) => muc(el)?.getChild('item');
-const statuses = (el) => new Set((muc(el)?.getChildren('status') ?? []).map((s) => s.attrs.code));
-const typeOf = (el) => el.attrs.type ?? null;
-const isPres = (from, type = null) => (el) => el.name === 'presence' && el.attrs.from === from && typeOf(el) === type;
 const isMsg = (pred) => (el) => el.name === 'message' && pred(el);
 const bodyIs = (text) => isMsg((el) => el.getChildText('body') === text);
 const isSubject = (room) => isMsg((el) => bare(el.attrs.from) === room && !!el.getChild('subject') && !el.getChild('body'));
 
-/** "type/condition" of a stanza's <error/>, or null. */
-function errorOf(el) {
-  const e = el.getChild('error');
-  if (!e) return null;
-  const cond = e.children.find((c) => typeof c === 'object' && c.getNS() === NS_STANZAS && c.name !== 'text');
-  return `${e.attrs.type}/${cond ? cond.name : '?'}`;
-}
-
-/** var -> {type, values, el} of a data form. */
-function formFields(x) {
-  const out = {};
-  for (const f of x.getChildren('field')) {
-    out[f.attrs.var] = { type: f.attrs.type, values: f.getChildren('value').map((v) => v.getText()), el: f };
-  }
-  return out;
-}
-const value = (fields, v) => fields[v]?.values[0];
-
-const dataField = (v, ...values) => xml('field', { var: v }, ...values.map((x) => xml('value', {}, String(x))));
-
 function submitForm(fields) {
-  return xml('query', { xmlns: NS_MUC_OWNER },
-    xml('x', { xmlns: NS_DATA, type: 'submit' },
-      dataField('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig'),
-      ...Object.entries(fields).map(([k, v]) => dataField(k, v))));
-}
-
-// ------------------------------------------------------------ clients
-
-/**
- * harness.mjs's Inbox for ltx elements (which JSON cannot show): next(pred)
- * takes the oldest matching stanza, waiting for one; none(pred) asserts that
- * none comes. `all` keeps everything in the order received.
- */
-class StanzaInbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.all = [];
-    this.waiters = [];
-  }
-
-  push(el) {
-    this.all.push(el);
-    const w = this.waiters.find((x) => x.pred(el));
-    if (w) {
-      this.waiters.splice(this.waiters.indexOf(w), 1);
-      clearTimeout(w.timer);
-      w.resolve(el);
-    } else {
-      this.items.push(el);
-    }
-  }
-
-  next(pred, timeout, what) {
-    const i = this.items.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        const err = new Error(`${this.name}: no ${what} within ${timeout} ms; last stanzas received:\n` +
-          this.all.slice(-8).map(show).join('\n'));
-        err.noStanza = true;
-        reject(err);
-      }, timeout);
-      this.waiters.push(w);
-    });
-  }
-
-  async none(pred, ms, what) {
-    let got;
-    try {
-      got = await this.next(pred, ms, what);
-    } catch (e) {
-      if (e.noStanza) return;
-      throw e;
-    }
-    throw new Error(`${this.name}: unexpected ${what}: ${show(got)}`);
-  }
-}
-
-let iqSeq = 0;
-
-/**
- * One XMPP session on either library, with every stanza it receives in an
- * Inbox of ltx elements (strophe's DOM elements are serialized and parsed).
- */
-class Party {
-  static async open(srv, kind, jid) {
-    const p = new Party(srv, kind, jid);
-    await p.connect();
-    return p;
-  }
-
-  constructor(srv, kind, jid) {
-    this.kind = kind;
-    this.stanzas = new StanzaInbox(`${kind}:${jid}`);
-    if (kind === 'ws') {
-      this.client = new XmppJsClient(srv.wsUrl, jid, srv.password(jid));
-      this.client.xmpp.on('stanza', (el) => this.stanzas.push(el));
-    } else {
-      this.client = new StropheClient(srv.boshUrl, jid, srv.password(jid));
-    }
-  }
-
-  async connect() {
-    await this.client.connect();
-    if (this.kind === 'bosh') {
-      this.client.conn.addHandler((el) => {
-        try {
-          this.stanzas.push(parseLtx(Strophe.serialize(el)));
-        } catch (e) {
-          this.stanzas.push({ name: 'unparsable', error: String(e) });
-        }
-        return true;
-      });
-    }
-    this.jid = this.client.jid;
-    this.bare = bare(this.jid);
-  }
-
-  /** Sends an ltx element (stanza) on either library. */
-  send(el) {
-    if (this.kind === 'ws') return this.client.xmpp.send(el);
-    const s = cloneLtx(el);
-    s.attrs.xmlns = NS_CLIENT;
-    const dom = new globalThis.DOMParser().parseFromString(s.toString(), 'text/xml').documentElement;
-    this.client.conn.send(dom);
-    return Promise.resolve();
-  }
-
-  next(pred, what, timeout = WAIT) { return this.stanzas.next(pred, timeout, what); }
-
-  none(pred, what, ms = 700) { return this.stanzas.none(pred, ms, what); }
-
-  /** Sends an iq and resolves with the answer (result or error). */
-  async iq(type, to, payload) {
-    const id = `muc-iq-${++iqSeq}`;
-    await this.send(xml('iq', { type, to, id }, payload));
-    return this.next((el) => el.name === 'iq' && el.attrs.id === id && ['result', 'error'].includes(el.attrs.type),
-      `answer to iq ${id} (${payload?.name} ${payload?.attrs?.xmlns})`);
-  }
-
-  async iqOk(type, to, payload) {
-    const r = await this.iq(type, to, payload);
-    assert.equal(r.attrs.type, 'result', `iq ${type} ${payload?.attrs?.xmlns} to ${to}: ${show(r)}`);
-    return r;
-  }
-
-  async close() {
-    if (this.kind === 'ws') await this.client.stop();
-    else await this.client.disconnect();
-  }
+  return xml('query', { xmlns: NS_MUC_OWNER }, dataForm('http://jabber.org/protocol/muc#roomconfig', fields));
 }
 
 // ------------------------------------------------------------ MUC helpers
@@ -269,57 +105,7 @@ async function discoInfo(p, jid) {
 
 describe('XEP-0045 multi-user chat with @xmpp/client (WebSocket) and strophe.js (BOSH)',
   { skip: !IS_TERN && 'the Prosody configuration has no MUC component' }, () => {
-    let srv;
-    let open = [];
-
-    before(async () => {
-      srv = await startServer({ name: 'muc' });
-    });
-
-    afterEach(async () => {
-      const parties = open.reverse();
-      open = [];
-      await Promise.all(parties.map((p) => p.close().catch(() => {})));
-    });
-
-    after(async () => {
-      closeHttpAgents();
-      try {
-        if (srv) {
-          const problems = await srv.stop();
-          if (problems.length) throw new Error(`server problems:\n${problems.join('\n')}`);
-        }
-      } finally {
-        killAllChildren();
-      }
-    });
-
-    /** Logs in user (ws = @xmpp/client, bosh = strophe.js) with a resource. */
-    async function party(kind, user, resource) {
-      const p = await Party.open(srv, kind, `${user}@localhost/${resource}`);
-      open.push(p);
-      return p;
-    }
-
-    /**
-     * Logs in several parties at once: the @xmpp/client ones in parallel,
-     * the strophe.js ones one after the other (they share one pool of
-     * keep-alive HTTP connections). Waits for all before failing.
-     */
-    async function parties(...specs) {
-      let chain = Promise.resolve();
-      const all = specs.map(([kind, user, resource]) => {
-        if (kind === 'ws') return party(kind, user, resource);
-        chain = chain.catch(() => {}).then(() => party(kind, user, resource));
-        return chain;
-      });
-      const settled = await Promise.allSettled(all);
-      const failed = settled.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      return settled.map((r) => r.value);
-    }
-
-    const test = (name, fn) => it(name, logOnFailure(() => srv, fn));
+    const { party, parties, test } = partySuite({ server: { name: 'muc' }, partyOptions: { iqPrefix: 'muc-iq' } });
 
     test('creates an instant room: 201 + 110, locked (item-not-found) until the owner submits the form (§10.1.2, §7.2.10)', async () => {
       const [alice, bob] = await parties(['ws', 'alice', 'instant'], ['bosh', 'bob', 'instant']);

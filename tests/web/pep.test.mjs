@@ -12,26 +12,18 @@
 // to everyone. Section numbers: XEP-0163 1.2.2, XEP-0060 1.26, XEP-0115 1.6,
 // XEP-0084 1.1, XEP-0172 1.1, XEP-0402 1.2, XEP-0223 1.1, XEP-0384 0.3.
 
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { parse as parseLtx, clone as cloneLtx } from 'ltx';
+import { sleep, IS_TERN, USERS } from './harness.mjs';
+import { xml } from './clients.mjs';
 import {
-  logOnFailure, startServer, killAllChildren, bare, sleep, IS_TERN, USERS,
-} from './harness.mjs';
-import { StropheClient, XmppJsClient, closeHttpAgents, Strophe, xml } from './clients.mjs';
+  Party, partySuite, show, typeOf, assertError, pubsub, publishReq, NS_PS, NS_STANZAS, DISCO_INFO, DISCO_ITEMS, RUN,
+} from './parties.mjs';
 
 const DOMAIN = 'localhost';
-const NS_CLIENT = 'jabber:client';
-const NS_PS = 'http://jabber.org/protocol/pubsub';
 const NS_PS_EVENT = `${NS_PS}#event`;
-const NS_PS_ERRORS = `${NS_PS}#errors`;
-const NS_PUBLISH_OPTIONS = `${NS_PS}#publish-options`;
-const NS_DATA = 'jabber:x:data';
-const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const NS_CAPS = 'http://jabber.org/protocol/caps';
-const DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-const DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 const NS_MOOD = 'http://jabber.org/protocol/mood';
 const NS_TUNE = 'http://jabber.org/protocol/tune';
 const NS_NICK = 'http://jabber.org/protocol/nick';
@@ -44,8 +36,6 @@ const NS_OMEMO = 'eu.siacs.conversations.axolotl';
 const NS_OMEMO_BUNDLES = `${NS_OMEMO}.bundles`;
 const CAPS_NODE = 'https://tern.example/web-pep';
 
-const WAIT = 10000;
-const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 let capsSeq = 0;
 
 // one publishing account per test (PEP node names are fixed), all contacts of bob
@@ -56,48 +46,7 @@ const SUBSCRIPTIONS = [...OWNERS.map((o) => [`${o}@${DOMAIN}`, `bob@${DOMAIN}`])
 
 // ------------------------------------------------------------ stanza helpers
 
-const show = (el) => (el ? el.toString() : String(el));
-const typeOf = (el) => el.attrs.type ?? null;
 const sha1 = (data) => crypto.createHash('sha1').update(data).digest();
-
-/** "type/condition" of a stanza's <error/>, or null. */
-function errorOf(el) {
-  const e = el.getChild('error');
-  if (!e) return null;
-  const cond = e.children.find((c) => typeof c === 'object' && c.getNS() === NS_STANZAS && c.name !== 'text');
-  return `${e.attrs.type}/${cond ? cond.name : '?'}`;
-}
-
-/** The pubsub#errors application condition of a stanza's <error/>, or null. */
-function appErrorOf(el) {
-  const e = el.getChild('error');
-  const c = e?.children.find((x) => typeof x === 'object' && x.getNS() === NS_PS_ERRORS);
-  return c ? c.name : null;
-}
-
-/** Asserts an error reply: "type/condition" and, if given, the pubsub#errors condition. */
-function assertError(res, want, app, what) {
-  assert.equal(res.attrs.type, 'error', `${what}: expected an error, got ${show(res)}`);
-  assert.equal(errorOf(res), want, `${what}: ${show(res)}`);
-  if (app) assert.equal(appErrorOf(res), app, `${what}: <${app} xmlns='${NS_PS_ERRORS}'/> in the error: ${show(res)}`);
-}
-
-const dataField = (v, ...values) => xml('field', { var: v }, ...values.map((x) => xml('value', {}, String(x))));
-
-/** A submitted data form of FORM_TYPE formType. */
-const submitForm = (formType, fields) => xml('x', { xmlns: NS_DATA, type: 'submit' },
-  xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, formType)),
-  ...Object.entries(fields).map(([k, v]) => dataField(k, v)));
-
-const pubsub = (...children) => xml('pubsub', { xmlns: NS_PS }, ...children);
-
-/** <publish node><item id?>payload</item></publish> (+ publish-options, XEP-0060 §7.1.5). */
-function publishReq(node, id, payload, options) {
-  const item = xml('item', id ? { id } : {}, payload);
-  const children = [xml('publish', { node }, item)];
-  if (options) children.push(xml('publish-options', {}, submitForm(NS_PUBLISH_OPTIONS, options)));
-  return pubsub(...children);
-}
 
 /** The <items/> of a PEP event message from owner about node, or null. */
 function eventItems(el, owner, node) {
@@ -149,118 +98,35 @@ function capsVer(identity, features) {
 // ------------------------------------------------------------ clients
 
 /**
- * harness.mjs's Inbox for ltx elements (which JSON cannot show): next(pred)
- * takes the oldest matching stanza, waiting for one; none(pred) asserts that
- * none comes. `all` keeps everything in the order received.
+ * A Party that can announce entity capabilities and answers the server's
+ * disco#info query about them (XEP-0115 §6.2).
  */
-class StanzaInbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.all = [];
-    this.waiters = [];
-  }
-
-  push(el) {
-    this.all.push(el);
-    const w = this.waiters.find((x) => x.pred(el));
-    if (w) {
-      this.waiters.splice(this.waiters.indexOf(w), 1);
-      clearTimeout(w.timer);
-      w.resolve(el);
-    } else {
-      this.items.push(el);
-    }
-  }
-
-  next(pred, timeout, what) {
-    const i = this.items.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        const err = new Error(`${this.name}: no ${what} within ${timeout} ms; last stanzas received:\n` +
-          this.all.slice(-8).map(show).join('\n'));
-        err.noStanza = true;
-        reject(err);
-      }, timeout);
-      this.waiters.push(w);
-    });
-  }
-
-  async none(pred, ms, what) {
-    let got;
-    try {
-      got = await this.next(pred, ms, what);
-    } catch (e) {
-      if (e.noStanza) return;
-      throw e;
-    }
-    throw new Error(`${this.name}: unexpected ${what}: ${show(got)}`);
-  }
-}
-
-let iqSeq = 0;
-
-/**
- * One XMPP session on either library, with every stanza it receives in an
- * Inbox of ltx elements (strophe's DOM elements are serialized and parsed),
- * that can announce entity capabilities and answers the server's disco#info
- * query about them (XEP-0115 §6.2).
- */
-class Party {
-  static async open(srv, kind, jid) {
-    const p = new Party(srv, kind, jid);
-    await p.connect();
-    return p;
-  }
-
-  constructor(srv, kind, jid) {
-    this.kind = kind;
+class PepParty extends Party {
+  constructor(srv, kind, jid, opts) {
+    super(srv, kind, jid, opts);
     this.caps = null;
     this.capsQueries = 0;
-    this.stanzas = new StanzaInbox(`${kind}:${jid}`);
     if (kind === 'ws') {
-      this.client = new XmppJsClient(srv.wsUrl, jid, srv.password(jid));
-      this.client.xmpp.on('stanza', (el) => this.stanzas.push(el));
       // @xmpp/client answers every iq get itself (service-unavailable
       // unless a handler returns a child): the disco#info answer goes there
       this.client.xmpp.iqCallee.get(DISCO_INFO, 'query', (ctx) => this.capsAnswer(ctx.element) ?? undefined);
-    } else {
-      this.client = new StropheClient(srv.boshUrl, jid, srv.password(jid));
     }
   }
 
-  async connect() {
-    await this.client.connect();
-    if (this.kind === 'bosh') {
-      // a handler for everything: strophe's fallback (service-unavailable
-      // for unhandled iq get/set) never fires, the disco#info query is
-      // answered here
-      this.client.conn.addHandler((el) => {
-        let st;
-        try {
-          st = parseLtx(Strophe.serialize(el));
-        } catch (e) {
-          this.stanzas.push({ name: 'unparsable', error: String(e), attrs: {} });
-          return true;
-        }
-        this.stanzas.push(st);
-        if (st.name === 'iq' && st.attrs.type === 'get') {
-          const q = st.getChild('query', DISCO_INFO);
-          const answer = q && this.capsAnswer(q);
-          const reply = answer
-            ? xml('iq', { type: 'result', id: st.attrs.id, to: st.attrs.from }, answer)
-            : xml('iq', { type: 'error', id: st.attrs.id, to: st.attrs.from },
-              xml('error', { type: 'cancel' }, xml('service-unavailable', { xmlns: NS_STANZAS })));
-          this.send(reply);
-        }
-        return true;
-      });
+  /**
+   * Over BOSH every stanza comes here (strophe's fallback, service-unavailable
+   * for unhandled iq get/set, never fires): the disco#info query is answered here.
+   */
+  received(st) {
+    if (st.name === 'iq' && st.attrs.type === 'get') {
+      const q = st.getChild('query', DISCO_INFO);
+      const answer = q && this.capsAnswer(q);
+      const reply = answer
+        ? xml('iq', { type: 'result', id: st.attrs.id, to: st.attrs.from }, answer)
+        : xml('iq', { type: 'error', id: st.attrs.id, to: st.attrs.from },
+          xml('error', { type: 'cancel' }, xml('service-unavailable', { xmlns: NS_STANZAS })));
+      this.send(reply);
     }
-    this.jid = this.client.jid;
-    this.bare = bare(this.jid);
   }
 
   /** The disco#info answer for our caps node#ver (XEP-0115 §6.2), or null. */
@@ -295,7 +161,7 @@ class Party {
     let timer;
     await Promise.race([asked, new Promise((_, rej) => {
       timer = setTimeout(() => rej(new Error(`${this.kind}:${this.jid}: no disco#info query for the caps ` +
-        `${CAPS_NODE}#${this.caps.ver} (XEP-0115 §6.2) within ${WAIT} ms`)), WAIT);
+        `${CAPS_NODE}#${this.caps.ver} (XEP-0115 §6.2) within ${this.wait} ms`)), this.wait);
     })]).finally(() => clearTimeout(timer));
     // the answer went out before this round trip; the server's worker that
     // asked may handle it a moment later
@@ -310,37 +176,8 @@ class Party {
       `available presence of ${other.jid}`);
   }
 
-  /** Sends an ltx element (stanza) on either library. */
-  send(el) {
-    if (this.kind === 'ws') return this.client.xmpp.send(el);
-    const s = cloneLtx(el);
-    s.attrs.xmlns = NS_CLIENT;
-    const dom = new globalThis.DOMParser().parseFromString(s.toString(), 'text/xml').documentElement;
-    this.client.conn.send(dom);
-    return Promise.resolve();
-  }
-
-  next(pred, what, timeout = WAIT) { return this.stanzas.next(pred, timeout, what); }
-
-  none(pred, what, ms = 1000) { return this.stanzas.none(pred, ms, what); }
-
-  /** Sends an iq (to = null: no 'to', the own account) and resolves with the answer. */
-  async iq(type, to, payload) {
-    const id = `pep-iq-${++iqSeq}`;
-    await this.send(xml('iq', to ? { type, to, id } : { type, id }, payload));
-    const first = payload?.children?.find((c) => typeof c === 'object');
-    return this.next((el) => el.name === 'iq' && el.attrs.id === id && ['result', 'error'].includes(el.attrs.type),
-      `answer to iq ${id} (${payload?.name} ${payload?.attrs?.xmlns} ${first?.name ?? ''})`);
-  }
-
-  async iqOk(type, to, payload) {
-    const r = await this.iq(type, to, payload);
-    assert.equal(r.attrs.type, 'result', `iq ${type} ${payload?.attrs?.xmlns} to ${to}: ${show(r)}`);
-    return r;
-  }
-
   /** Publishes to the own PEP service (no 'to', as in XEP-0163 §3). */
-  publish(node, id, payload, options) { return this.iq('set', null, publishReq(node, id, payload, options)); }
+  publish(node, id, payload, options) { return this.iq('set', null, publishReq(node, id, payload, options, { hidden: true })); }
 
   async publishOk(node, id, payload, options) {
     const res = await this.publish(node, id, payload, options);
@@ -354,68 +191,18 @@ class Party {
   items(owner, node, ...ids) {
     return this.iq('get', owner, pubsub(xml('items', { node }, ...ids.map((id) => xml('item', { id })))));
   }
-
-  async close() {
-    if (this.kind === 'ws') await this.client.stop();
-    else await this.client.disconnect();
-  }
 }
 
 // ------------------------------------------------------------ tests
 
 describe('XEP-0163 personal eventing with @xmpp/client (WebSocket) and strophe.js (BOSH)',
   { skip: !IS_TERN && 'the Prosody configuration has no PEP module' }, () => {
-    let srv;
-    let open = [];
-
-    before(async () => {
-      srv = await startServer({ name: 'pep', users: PEP_USERS, subscriptions: SUBSCRIPTIONS });
+    const { party, parties, forget, test } = partySuite({
+      server: { name: 'pep', users: PEP_USERS, subscriptions: SUBSCRIPTIONS },
+      domain: DOMAIN,
+      PartyClass: PepParty,
+      partyOptions: { iqPrefix: 'pep-iq', noneMs: 1000 },
     });
-
-    afterEach(async () => {
-      const parties = open.reverse();
-      open = [];
-      await Promise.all(parties.map((p) => p.close().catch(() => {})));
-    });
-
-    after(async () => {
-      closeHttpAgents();
-      try {
-        if (srv) {
-          const problems = await srv.stop();
-          if (problems.length) throw new Error(`server problems:\n${problems.join('\n')}`);
-        }
-      } finally {
-        killAllChildren();
-      }
-    });
-
-    /** Logs in user (ws = @xmpp/client, bosh = strophe.js) with a resource. */
-    async function party(kind, user, resource) {
-      const p = await Party.open(srv, kind, `${user}@${DOMAIN}/${resource}`);
-      open.push(p);
-      return p;
-    }
-
-    /**
-     * Logs in several parties at once: the @xmpp/client ones in parallel,
-     * the strophe.js ones one after the other (they share one pool of
-     * keep-alive HTTP connections). Waits for all before failing.
-     */
-    async function parties(...specs) {
-      let chain = Promise.resolve();
-      const all = specs.map(([kind, user, resource]) => {
-        if (kind === 'ws') return party(kind, user, resource);
-        chain = chain.catch(() => {}).then(() => party(kind, user, resource));
-        return chain;
-      });
-      const settled = await Promise.allSettled(all);
-      const failed = settled.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      return settled.map((r) => r.value);
-    }
-
-    const test = (name, fn) => it(name, logOnFailure(() => srv, fn));
 
     test('XEP-0163 §3 auto-create on publish; §4: the owner\'s resources and a contact with +notify get the event ' +
       'from the bare JID (§4.3.1), a contact without +notify (§4.2 filtering) and a stranger do not', async () => {
@@ -567,7 +354,7 @@ describe('XEP-0163 personal eventing with @xmpp/client (WebSocket) and strophe.j
 
       // the owner goes offline: the node and the roster come from storage
       await alice.close();
-      open.splice(open.indexOf(alice), 1);
+      forget(alice);
       await bob.next((el) => el.name === 'presence' && el.attrs.from === alice.jid && typeOf(el) === 'unavailable',
         'alice unavailable');
       const offline = await bob.items('alice@localhost', NS_NICK);

@@ -7,89 +7,29 @@
 //
 // Section numbers below are those of XEP-0060 1.26.
 
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { parse as parseLtx, clone as cloneLtx } from 'ltx';
+import { IS_TERN } from './harness.mjs';
+import { xml } from './clients.mjs';
 import {
-  logOnFailure, startServer, killAllChildren, bare, IS_TERN,
-} from './harness.mjs';
-import { StropheClient, XmppJsClient, closeHttpAgents, Strophe, xml } from './clients.mjs';
+  Party, partySuite, show, typeOf, errorOf, assertError, formFields, value, dataForm as submitForm, pubsub, publishReq,
+  NS_PS, NS_DATA, DISCO_INFO, DISCO_ITEMS, RUN,
+} from './parties.mjs';
 
 const SERVICE = 'pubsub.localhost';
-const NS_CLIENT = 'jabber:client';
-const NS_PS = 'http://jabber.org/protocol/pubsub';
 const NS_PS_OWNER = `${NS_PS}#owner`;
 const NS_PS_EVENT = `${NS_PS}#event`;
-const NS_PS_ERRORS = `${NS_PS}#errors`;
 const NS_NODE_CONFIG = `${NS_PS}#node_config`;
-const NS_PUBLISH_OPTIONS = `${NS_PS}#publish-options`;
-const NS_DATA = 'jabber:x:data';
-const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
-const DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-const DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 const NS_PAYLOAD = 'urn:tern:test:pubsub';
 
-const WAIT = 10000;
-const RUN = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 let nodeSeq = 0;
 /** A NodeID no other test (or earlier run) uses. */
 const nodeName = (tag) => `${tag}-${RUN}-${++nodeSeq}`;
 
 // ------------------------------------------------------------ stanza helpers
 
-const show = (el) => (el ? el.toString() : String(el));
-const typeOf = (el) => el.attrs.type ?? null;
-
-/** "type/condition" of a stanza's <error/>, or null. */
-function errorOf(el) {
-  const e = el.getChild('error');
-  if (!e) return null;
-  const cond = e.children.find((c) => typeof c === 'object' && c.getNS() === NS_STANZAS && c.name !== 'text');
-  return `${e.attrs.type}/${cond ? cond.name : '?'}`;
-}
-
-/** The pubsub#errors application condition of a stanza's <error/>, or null. */
-function appErrorOf(el) {
-  const e = el.getChild('error');
-  const c = e?.children.find((x) => typeof x === 'object' && x.getNS() === NS_PS_ERRORS);
-  return c ? c.name : null;
-}
-
-/** Asserts an error reply: "type/condition" and, if given, the pubsub#errors condition. */
-function assertError(res, want, app, what) {
-  assert.equal(res.attrs.type, 'error', `${what}: expected an error, got ${show(res)}`);
-  assert.equal(errorOf(res), want, `${what}: ${show(res)}`);
-  if (app) assert.equal(appErrorOf(res), app, `${what}: <${app} xmlns='${NS_PS_ERRORS}'/> in the error: ${show(res)}`);
-}
-
-/** var -> {type, values, el} of a data form. */
-function formFields(x) {
-  const out = {};
-  for (const f of x.getChildren('field')) {
-    out[f.attrs.var] = { type: f.attrs.type, values: f.getChildren('value').map((v) => v.getText()), el: f };
-  }
-  return out;
-}
-const value = (fields, v) => fields[v]?.values[0];
-
-const dataField = (v, ...values) => xml('field', { var: v }, ...values.map((x) => xml('value', {}, String(x))));
-
-/** A submitted data form of FORM_TYPE formType. */
-const submitForm = (formType, fields) => xml('x', { xmlns: NS_DATA, type: 'submit' },
-  dataField('FORM_TYPE', formType),
-  ...Object.entries(fields).map(([k, v]) => dataField(k, v)));
-
-const pubsub = (...children) => xml('pubsub', { xmlns: NS_PS }, ...children);
 const owner = (...children) => xml('pubsub', { xmlns: NS_PS_OWNER }, ...children);
 const entry = (text) => xml('entry', { xmlns: NS_PAYLOAD }, text);
-
-/** <publish node><item id?>payload</item></publish> (+ publish-options). */
-function publishReq(node, id, payload, options) {
-  const item = xml('item', id ? { id } : {}, payload);
-  const children = [xml('publish', { node }, item)];
-  if (options) children.push(xml('publish-options', {}, submitForm(NS_PUBLISH_OPTIONS, options)));
-  return pubsub(...children);
-}
 
 /** A pubsub#event notification message from the service about node (any kind). */
 const isEvent = (node, kind) => (el) => {
@@ -109,128 +49,8 @@ function itemIds(res, node) {
 
 // ------------------------------------------------------------ clients
 
-/**
- * harness.mjs's Inbox for ltx elements (which JSON cannot show): next(pred)
- * takes the oldest matching stanza, waiting for one; none(pred) asserts that
- * none comes. `all` keeps everything in the order received.
- */
-class StanzaInbox {
-  constructor(name) {
-    this.name = name;
-    this.items = [];
-    this.all = [];
-    this.waiters = [];
-  }
-
-  push(el) {
-    this.all.push(el);
-    const w = this.waiters.find((x) => x.pred(el));
-    if (w) {
-      this.waiters.splice(this.waiters.indexOf(w), 1);
-      clearTimeout(w.timer);
-      w.resolve(el);
-    } else {
-      this.items.push(el);
-    }
-  }
-
-  next(pred, timeout, what) {
-    const i = this.items.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        const err = new Error(`${this.name}: no ${what} within ${timeout} ms; last stanzas received:\n` +
-          this.all.slice(-8).map(show).join('\n'));
-        err.noStanza = true;
-        reject(err);
-      }, timeout);
-      this.waiters.push(w);
-    });
-  }
-
-  async none(pred, ms, what) {
-    let got;
-    try {
-      got = await this.next(pred, ms, what);
-    } catch (e) {
-      if (e.noStanza) return;
-      throw e;
-    }
-    throw new Error(`${this.name}: unexpected ${what}: ${show(got)}`);
-  }
-}
-
-let iqSeq = 0;
-
-/**
- * One XMPP session on either library, with every stanza it receives in an
- * Inbox of ltx elements (strophe's DOM elements are serialized and parsed).
- */
-class Party {
-  static async open(srv, kind, jid) {
-    const p = new Party(srv, kind, jid);
-    await p.connect();
-    return p;
-  }
-
-  constructor(srv, kind, jid) {
-    this.kind = kind;
-    this.stanzas = new StanzaInbox(`${kind}:${jid}`);
-    if (kind === 'ws') {
-      this.client = new XmppJsClient(srv.wsUrl, jid, srv.password(jid));
-      this.client.xmpp.on('stanza', (el) => this.stanzas.push(el));
-    } else {
-      this.client = new StropheClient(srv.boshUrl, jid, srv.password(jid));
-    }
-  }
-
-  async connect() {
-    await this.client.connect();
-    if (this.kind === 'bosh') {
-      this.client.conn.addHandler((el) => {
-        try {
-          this.stanzas.push(parseLtx(Strophe.serialize(el)));
-        } catch (e) {
-          this.stanzas.push({ name: 'unparsable', error: String(e), attrs: {} });
-        }
-        return true;
-      });
-    }
-    this.jid = this.client.jid;
-    this.bare = bare(this.jid);
-  }
-
-  /** Sends an ltx element (stanza) on either library. */
-  send(el) {
-    if (this.kind === 'ws') return this.client.xmpp.send(el);
-    const s = cloneLtx(el);
-    s.attrs.xmlns = NS_CLIENT;
-    const dom = new globalThis.DOMParser().parseFromString(s.toString(), 'text/xml').documentElement;
-    this.client.conn.send(dom);
-    return Promise.resolve();
-  }
-
-  next(pred, what, timeout = WAIT) { return this.stanzas.next(pred, timeout, what); }
-
-  none(pred, what, ms = 700) { return this.stanzas.none(pred, ms, what); }
-
-  /** Sends an iq and resolves with the answer (result or error). */
-  async iq(type, to, payload) {
-    const id = `ps-iq-${++iqSeq}`;
-    await this.send(xml('iq', { type, to, id }, payload));
-    const first = payload?.children?.find((c) => typeof c === 'object');
-    return this.next((el) => el.name === 'iq' && el.attrs.id === id && ['result', 'error'].includes(el.attrs.type),
-      `answer to iq ${id} (${payload?.name} ${payload?.attrs?.xmlns} ${first?.name ?? ''})`);
-  }
-
-  async iqOk(type, to, payload) {
-    const r = await this.iq(type, to, payload);
-    assert.equal(r.attrs.type, 'result', `iq ${type} ${payload?.attrs?.xmlns} to ${to}: ${show(r)}`);
-    return r;
-  }
-
+/** A Party with pubsub and pubsub#owner requests to the service. */
+class PsParty extends Party {
   /** pubsub / pubsub#owner requests to the service. */
   ps(type, ...children) { return this.iq(type, SERVICE, pubsub(...children)); }
 
@@ -239,11 +59,6 @@ class Party {
   own(type, ...children) { return this.iq(type, SERVICE, owner(...children)); }
 
   ownOk(type, ...children) { return this.iqOk(type, SERVICE, owner(...children)); }
-
-  async close() {
-    if (this.kind === 'ws') await this.client.stop();
-    else await this.client.disconnect();
-  }
 }
 
 // ------------------------------------------------------------ pubsub helpers
@@ -298,55 +113,9 @@ function eventItem(msg, node, to) {
 
 describe('XEP-0060 publish-subscribe on pubsub.localhost with @xmpp/client (WebSocket) and strophe.js (BOSH)',
   { skip: !IS_TERN && 'the Prosody configuration has no pubsub component' }, () => {
-    let srv;
-    let open = [];
-
-    before(async () => {
-      srv = await startServer({ name: 'pubsub' });
+    const { party, parties, test } = partySuite({
+      server: { name: 'pubsub' }, PartyClass: PsParty, partyOptions: { iqPrefix: 'ps-iq' },
     });
-
-    afterEach(async () => {
-      const parties = open.reverse();
-      open = [];
-      await Promise.all(parties.map((p) => p.close().catch(() => {})));
-    });
-
-    after(async () => {
-      closeHttpAgents();
-      try {
-        if (srv) {
-          const problems = await srv.stop();
-          if (problems.length) throw new Error(`server problems:\n${problems.join('\n')}`);
-        }
-      } finally {
-        killAllChildren();
-      }
-    });
-
-    /** Logs in user (ws = @xmpp/client, bosh = strophe.js) with a resource. */
-    async function party(kind, user, resource) {
-      const p = await Party.open(srv, kind, `${user}@localhost/${resource}`);
-      open.push(p);
-      return p;
-    }
-
-    /**
-     * Logs in several parties at once: the @xmpp/client ones in parallel,
-     * the strophe.js ones one after the other (they share one pool of
-     * keep-alive HTTP connections). Waits for all before failing.
-     */
-    async function parties(...specs) {
-      let chain = Promise.resolve();
-      const all = specs.map(([kind, user, resource]) => {
-        if (kind === 'ws') return party(kind, user, resource);
-        chain = chain.catch(() => {}).then(() => party(kind, user, resource));
-        return chain;
-      });
-      const settled = await Promise.allSettled(all);
-      const failed = settled.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      return settled.map((r) => r.value);
-    }
 
     /** A subscriber that is available (initial presence sent and echoed). */
     async function available(p) {
@@ -354,8 +123,6 @@ describe('XEP-0060 publish-subscribe on pubsub.localhost with @xmpp/client (WebS
       await p.next((el) => el.name === 'presence' && el.attrs.from === p.jid && typeOf(el) === null, 'own presence');
       return p;
     }
-
-    const test = (name, fn) => it(name, logOnFailure(() => srv, fn));
 
     test('disco#info of the service: identity pubsub/service and the pubsub features (§5.1); nodes in disco#items (§5.2)', async () => {
       const [alice, bob] = await parties(['bosh', 'alice', 'disco'], ['ws', 'bob', 'disco']);
