@@ -606,11 +606,14 @@ static void recipient_down(acct_t *a, const char *full)
 }
 
 /* XEP-0163 §4.3.2: events go to available resources of non-negative
- * priority; a negative one is treated as gone. */
+ * priority; a negative one is treated as gone. So is one without caps we
+ * can check (§4.2): it cannot ask for anything, and keeping no state for
+ * it keeps PEP free for the many clients that never use it. */
 static bool takes_events(const xml_node_t *presence)
 {
     const xml_node_t *pr = xml_node_child(presence, "priority", NULL);
-    return !xml_node_attr(presence, "type") && (!pr || atoi(xml_node_text(pr)) >= 0);
+    return !xml_node_attr(presence, "type") && (!pr || atoi(xml_node_text(pr)) >= 0) &&
+           caps_ver_of(xml_node_child(presence, "c", NS_CAPS));
 }
 
 /* The owner's own broadcast presence: its resources are recipients too. */
