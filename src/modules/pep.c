@@ -200,7 +200,7 @@ static bool blocked(const acct_t *a, const char *full)
     return b;
 }
 
-static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_stanza_t *m)
+static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m)
 {
     acct_t *a = ud;
     const char *full;
@@ -215,9 +215,7 @@ static void fanout(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_st
         free(bare);
         if (!ok)
             continue;
-        xml_stanza_t *c = xml_stanza_copy(m);
-        xml_node_set_attr(xml_stanza_root(c), "to", full);
-        ps_out_push(svc, c);
+        ps_out_push(svc, xml_stanza_copy_to(m, full, NS_CLIENT));
     }
 }
 

@@ -653,9 +653,8 @@ static void notify_subs(ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m)
     for (const ps_sub_t *s = n->subs; s; s = s->next) {
         if (s->pending)
             continue;
-        xml_stanza_t *c = xml_stanza_copy(m);
-        xml_node_set_attr(xml_stanza_root(c), "to", s->jid);
-        ps_out_push(svc, c);
+        /* written out once, shared by every copy (as MUC's fan-out) */
+        ps_out_push(svc, xml_stanza_copy_to(m, s->jid, NS_CLIENT));
     }
     xml_stanza_unref(m);
 }

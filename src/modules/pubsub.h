@@ -76,7 +76,7 @@ typedef struct {
     /* Called for every event message the core sends to n's subscribers
      * (m has no 'to'; borrowed): PEP adds the contacts that asked for the
      * node with +notify, skipping those ps_is_subscriber already covers. */
-    void (*fanout)(void *ud, ps_service_t *svc, const ps_node_t *n, const xml_stanza_t *m);
+    void (*fanout)(void *ud, ps_service_t *svc, const ps_node_t *n, xml_stanza_t *m);
     /* After it was published to n (and notified), for what a front end
      * derives from items (PEP avatars into the vCard, XEP-0398). */
     void (*published)(void *ud, ps_service_t *svc, const ps_node_t *n, const ps_item_t *it);
