@@ -830,22 +830,30 @@ static void compat_free(compat_t *c)
     free(c);
 }
 
+/* XEP-0048's and XEP-0402's <conference/> carry the same fields (the
+ * room's JID aside: an attribute in one, the item id in the other): copies
+ * them from src (namespace from) onto dst (namespace to). */
+static void conference_fields(xml_node_t *dst, const xml_node_t *src, const char *from,
+                              const char *to)
+{
+    const char *v = xml_node_attr(src, "autojoin");
+    xml_node_set_attr(dst, "autojoin",
+                      v && (!strcmp(v, "true") || !strcmp(v, "1")) ? "true" : "false");
+    if ((v = xml_node_attr(src, "name")))
+        xml_node_set_attr(dst, "name", v);
+    const xml_node_t *nick = xml_node_child(src, "nick", from);
+    if (nick)
+        xml_node_add_child_text(dst, "nick", to, xml_node_text(nick));
+    const xml_node_t *pw = xml_node_child(src, "password", from);
+    if (pw)
+        xml_node_add_child_text(dst, "password", to, xml_node_text(pw));
+}
+
 /* XEP-0402 <conference/> from XEP-0048's (its jid becomes the item id). */
 static xml_stanza_t *conference_0402(const xml_node_t *old)
 {
     xml_stanza_t *c = xml_stanza_new("conference", NS_BOOKMARKS2);
-    xml_node_t *r = xml_stanza_root(c);
-    const char *v = xml_node_attr(old, "autojoin");
-    xml_node_set_attr(r, "autojoin",
-                      v && (!strcmp(v, "true") || !strcmp(v, "1")) ? "true" : "false");
-    if ((v = xml_node_attr(old, "name")))
-        xml_node_set_attr(r, "name", v);
-    const xml_node_t *nick = xml_node_child(old, "nick", NS_BOOKMARKS);
-    if (nick)
-        xml_node_add_child_text(r, "nick", NS_BOOKMARKS2, xml_node_text(nick));
-    const xml_node_t *pw = xml_node_child(old, "password", NS_BOOKMARKS);
-    if (pw)
-        xml_node_add_child_text(r, "password", NS_BOOKMARKS2, xml_node_text(pw));
+    conference_fields(xml_stanza_root(c), old, NS_BOOKMARKS, NS_BOOKMARKS2);
     return c;
 }
 
@@ -872,17 +880,7 @@ static void compat_get(acct_t *a, compat_t *c)
         if (xml_node_is(conf, "conference", NS_BOOKMARKS2)) {
             xml_node_t *o = xml_node_add_child(storage, "conference", NS_BOOKMARKS);
             xml_node_set_attr(o, "jid", it->id);
-            const char *v = xml_node_attr(conf, "autojoin");
-            xml_node_set_attr(o, "autojoin",
-                              v && (!strcmp(v, "true") || !strcmp(v, "1")) ? "true" : "false");
-            if ((v = xml_node_attr(conf, "name")))
-                xml_node_set_attr(o, "name", v);
-            const xml_node_t *nick = xml_node_child(conf, "nick", NS_BOOKMARKS2);
-            if (nick)
-                xml_node_add_child_text(o, "nick", NS_BOOKMARKS, xml_node_text(nick));
-            const xml_node_t *pw = xml_node_child(conf, "password", NS_BOOKMARKS2);
-            if (pw)
-                xml_node_add_child_text(o, "password", NS_BOOKMARKS, xml_node_text(pw));
+            conference_fields(o, conf, NS_BOOKMARKS2, NS_BOOKMARKS);
         }
         if (p)
             xml_stanza_unref(p);

@@ -1445,15 +1445,27 @@ static void op_items(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
     ps_out_push(svc, res);
 }
 
+/* The answer to a requester's own list (§5.6 subscriptions, §5.7
+ * affiliations): <pubsub><name node?/></pubsub>, with *list the element to
+ * fill and *only the node the request was limited to (or NULL). */
+static xml_stanza_t *own_list(ps_service_t *svc, const xml_stanza_t *st, const xml_node_t *req,
+                              const char *name, xml_node_t **list, const char **only)
+{
+    *only = xml_node_attr(req, "node");
+    xml_stanza_t *res = iq_result(svc, st);
+    xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB);
+    *list = xml_node_add_child(p, name, NS_PUBSUB);
+    if (*only)
+        xml_node_set_attr(*list, "node", *only);
+    return res;
+}
+
 static void op_my_subscriptions(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
                                 const char *bare)
 {
-    const char *only = xml_node_attr(req, "node");
-    xml_stanza_t *res = iq_result(svc, st);
-    xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB);
-    xml_node_t *subs = xml_node_add_child(p, "subscriptions", NS_PUBSUB);
-    if (only)
-        xml_node_set_attr(subs, "node", only);
+    const char *only;
+    xml_node_t *subs;
+    xml_stanza_t *res = own_list(svc, st, req, "subscriptions", &subs, &only);
     for (ps_node_t *n = svc->nodes; n; n = n->next) {
         if (only && strcmp(only, n->name) != 0)
             continue;
@@ -1474,12 +1486,9 @@ static void op_my_subscriptions(ps_service_t *svc, const xml_stanza_t *st, xml_n
 static void op_my_affiliations(ps_service_t *svc, const xml_stanza_t *st, xml_node_t *req,
                                const char *bare)
 {
-    const char *only = xml_node_attr(req, "node");
-    xml_stanza_t *res = iq_result(svc, st);
-    xml_node_t *p = xml_node_add_child(xml_stanza_root(res), "pubsub", NS_PUBSUB);
-    xml_node_t *affs = xml_node_add_child(p, "affiliations", NS_PUBSUB);
-    if (only)
-        xml_node_set_attr(affs, "node", only);
+    const char *only;
+    xml_node_t *affs;
+    xml_stanza_t *res = own_list(svc, st, req, "affiliations", &affs, &only);
     for (ps_node_t *n = svc->nodes; n; n = n->next) {
         if (only && strcmp(only, n->name) != 0)
             continue;
