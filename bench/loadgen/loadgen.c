@@ -1899,6 +1899,32 @@ static const char *tls_name(void)
     return G.o.direct_tls ? "direct" : G.o.starttls ? "starttls" : "none";
 }
 
+/* Per fanned-out message (MUC message, pubsub item): the copies received
+ * against the recipients at send time. */
+struct delivery_check {
+    uint64_t nmsg, checked, complete, short_msgs, over_msgs, lost, dups;
+};
+
+static struct delivery_check check_deliveries(void)
+{
+    struct delivery_check d = {0};
+    d.nmsg = atomic_load(&G.msg_seq);
+    d.checked = d.nmsg < G.msg_cap ? d.nmsg : G.msg_cap;
+    for (uint64_t i = 0; i < d.checked; i++) {
+        uint32_t got = atomic_load(&G.msg_got[i]), exp = G.msg_exp[i];
+        if (got == exp) {
+            d.complete++;
+        } else if (got < exp) {
+            d.short_msgs++;
+            d.lost += exp - got;
+        } else {
+            d.over_msgs++;
+            d.dups += got - exp;
+        }
+    }
+    return d;
+}
+
 static void print_latency(FILE *f, bool json, const struct hist *h)
 {
     double mean = h->n ? (double)h->sum / (double)h->n : 0;
@@ -2065,20 +2091,10 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
                             ? (double)(ri->t_join_end - ri->t_join_begin) / 1e9
                             : 0;
         /* per message: copies received against occupants at send time */
-        uint64_t nmsg = atomic_load(&G.msg_seq), checked = nmsg < G.msg_cap ? nmsg : G.msg_cap;
-        uint64_t complete = 0, short_msgs = 0, over_msgs = 0, lost = 0, dups = 0;
-        for (uint64_t i = 0; i < checked; i++) {
-            uint32_t got = atomic_load(&G.msg_got[i]), exp = G.msg_exp[i];
-            if (got == exp) {
-                complete++;
-            } else if (got < exp) {
-                short_msgs++;
-                lost += exp - got;
-            } else {
-                over_msgs++;
-                dups += got - exp;
-            }
-        }
+        struct delivery_check dc = check_deliveries();
+        uint64_t nmsg = dc.nmsg, checked = dc.checked, complete = dc.complete,
+                 short_msgs = dc.short_msgs, over_msgs = dc.over_msgs, lost = dc.lost,
+                 dups = dc.dups;
         if (json) {
             fprintf(f,
                     ",\n  \"join_s\": %.3f,\n  \"delivery_check\": {\"messages\": %" PRIu64
@@ -2129,20 +2145,10 @@ static void report(const struct run_info *ri, const struct stats *s, const struc
                            ? (double)(ri->t_join_end - ri->t_join_begin) / 1e9
                            : 0;
         /* per item: notifications received against subscribers at publish time */
-        uint64_t nmsg = atomic_load(&G.msg_seq), checked = nmsg < G.msg_cap ? nmsg : G.msg_cap;
-        uint64_t complete = 0, short_msgs = 0, over_msgs = 0, lost = 0, dups = 0;
-        for (uint64_t i = 0; i < checked; i++) {
-            uint32_t got = atomic_load(&G.msg_got[i]), exp = G.msg_exp[i];
-            if (got == exp) {
-                complete++;
-            } else if (got < exp) {
-                short_msgs++;
-                lost += exp - got;
-            } else {
-                over_msgs++;
-                dups += got - exp;
-            }
-        }
+        struct delivery_check dc = check_deliveries();
+        uint64_t nmsg = dc.nmsg, checked = dc.checked, complete = dc.complete,
+                 short_msgs = dc.short_msgs, over_msgs = dc.over_msgs, lost = dc.lost,
+                 dups = dc.dups;
         if (json) {
             fprintf(f,
                     ",\n  \"subscribe_s\": %.3f,\n  \"delivery_check\": {\"messages\": %" PRIu64

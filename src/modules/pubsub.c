@@ -2267,24 +2267,26 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
     pubsub_t *pt = tern_module_primary_state(self->host, &mod_pubsub);
     if (!pt)
         pt = self;
+    /* Every stanza joins the queue, which drain() empties in order unless
+     * the nodes are still loading or a roster read is under way. */
     pthread_mutex_lock(&pt->lock);
-    if (!pt->loaded || pt->asking || pt->qhead) {
-        if (pt->nq >= PS_MAX_QUEUED) {
-            pthread_mutex_unlock(&pt->lock);
-            tern_bounce(self->srv, ev->stanza, "wait", "resource-constraint", NULL);
-            return TERN_HANDLED;
-        }
-        queued_t *q = tern_xcalloc(1, sizeof(*q));
-        if (jid_copy(ev->from, &q->from) != 0) {
-            free(q);
-            pthread_mutex_unlock(&pt->lock);
-            return TERN_HANDLED;
-        }
-        q->st = xml_stanza_ref(ev->stanza);
-        *pt->qtail = q;
-        pt->qtail = &q->next;
-        pt->nq++;
-        if (!pt->loaded && !pt->loading) {
+    if (pt->nq >= PS_MAX_QUEUED) {
+        pthread_mutex_unlock(&pt->lock);
+        tern_bounce(self->srv, ev->stanza, "wait", "resource-constraint", NULL);
+        return TERN_HANDLED;
+    }
+    queued_t *q = tern_xcalloc(1, sizeof(*q));
+    if (jid_copy(ev->from, &q->from) != 0) {
+        free(q);
+        pthread_mutex_unlock(&pt->lock);
+        return TERN_HANDLED;
+    }
+    q->st = xml_stanza_ref(ev->stanza);
+    *pt->qtail = q;
+    pt->qtail = &q->next;
+    pt->nq++;
+    if (!pt->loaded) {
+        if (!pt->loading) {
             load_job_t *j = tern_xcalloc(1, sizeof(*j));
             j->pt = pt;
             j->self = self;
@@ -2303,16 +2305,6 @@ static tern_handled_t on_stanza(void *state, tern_stanza_ev_t *ev)
         pthread_mutex_unlock(&pt->lock);
         return TERN_HANDLED;
     }
-    queued_t *q = tern_xcalloc(1, sizeof(*q));
-    if (jid_copy(ev->from, &q->from) != 0) {
-        free(q);
-        pthread_mutex_unlock(&pt->lock);
-        return TERN_HANDLED;
-    }
-    q->st = xml_stanza_ref(ev->stanza);
-    *pt->qtail = q;
-    pt->qtail = &q->next;
-    pt->nq++;
     drain(pt, self);
     size_t nout;
     xml_stanza_t **out = ps_take_out(&pt->svc, &nout);
