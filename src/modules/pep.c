@@ -355,30 +355,35 @@ static void send_last(acct_t *a, const char *to)
     free(bare);
 }
 
-/* Removes from svc's outbox, past index from, the iq answering id. */
-static void drop_reply(ps_service_t *svc, size_t from, const char *id)
+/* Removes from svc's outbox, past index from, the iq answering id;
+ * returns whether it was a result. */
+static bool drop_reply(ps_service_t *svc, size_t from, const char *id)
 {
     for (size_t i = from; id && i < svc->nout; i++) {
         xml_node_t *r = xml_stanza_root(svc->out[i]);
         const char *rid = xml_node_attr(r, "id");
         if (strcmp(r->name, "iq") == 0 && rid && strcmp(rid, id) == 0) {
+            const char *type = xml_node_attr(r, "type");
+            bool ok = type && strcmp(type, "result") == 0;
             xml_stanza_unref(svc->out[i]);
             memmove(svc->out + i, svc->out + i + 1, (svc->nout - i - 1) * sizeof(*svc->out));
             svc->nout--;
-            return;
+            return ok;
         }
     }
+    return false;
 }
 
 /* A request the server makes as the owner (XEP-0398, XEP-0411): handled
- * like the owner's own, its answer dropped, and not converted back. */
-static void handle_internal(acct_t *a, const xml_stanza_t *iq, const jid_t *owner)
+ * like the owner's own, its answer dropped (whether it succeeded is
+ * returned), and not converted back. */
+static bool handle_internal(acct_t *a, const xml_stanza_t *iq, const jid_t *owner)
 {
     size_t before = a->svc.nout;
     a->internal_now = true;
     ps_handle(&a->svc, iq, owner);
     a->internal_now = false;
-    drop_reply(&a->svc, before, xml_node_attr(xml_stanza_root(iq), "id"));
+    return drop_reply(&a->svc, before, xml_node_attr(xml_stanza_root(iq), "id"));
 }
 
 static void run_events(acct_t *a)
@@ -898,6 +903,7 @@ static void compat_set(acct_t *a, compat_t *c)
         return;
     }
     const xml_node_t *storage = xml_stanza_root(c->storage);
+    bool stored = true;
     for (const xml_node_t *o = xml_node_child(storage, "conference", NS_BOOKMARKS); o;
          o = xml_node_next(o, "conference", NS_BOOKMARKS)) {
         const char *jid = xml_node_attr(o, "jid");
@@ -906,18 +912,19 @@ static void compat_set(acct_t *a, compat_t *c)
         xml_stanza_t *conf = conference_0402(o);
         xml_stanza_t *iq =
             internal_publish(NS_BOOKMARKS2, jid, xml_stanza_root(conf), bookmark_opts);
-        handle_internal(a, iq, &owner);
+        stored &= handle_internal(a, iq, &owner);
         xml_stanza_unref(iq);
         xml_stanza_unref(conf);
     }
-    /* Bookmarks missing from the new list were removed by the client. */
+    /* Bookmarks missing from the new list were removed by the client
+     * (not when the list could not be stored: nothing is dropped then). */
     const ps_node_t *n = NULL;
     for (const ps_node_t *x = a->svc.nodes; x && !n; x = x->next)
         if (strcmp(x->name, NS_BOOKMARKS2) == 0)
             n = x;
     size_t gone = 0;
     char **ids = tern_xcalloc(n && n->nitems ? n->nitems : 1, sizeof(*ids));
-    for (const ps_item_t *it = n ? n->items : NULL; it; it = it->next) {
+    for (const ps_item_t *it = n && stored ? n->items : NULL; it; it = it->next) {
         bool kept = false;
         for (const xml_node_t *o = xml_node_child(storage, "conference", NS_BOOKMARKS); o && !kept;
              o = xml_node_next(o, "conference", NS_BOOKMARKS))
@@ -938,7 +945,11 @@ static void compat_set(acct_t *a, compat_t *c)
     }
     free(ids);
     jid_clear(&owner);
-    tern_iq_saved_reply(c->iq, NULL);
+    if (stored)
+        tern_iq_saved_reply(c->iq, NULL);
+    else /* e.g. the client made the node with another configuration */
+        tern_iq_saved_error(c->iq, "cancel", "conflict",
+                            "the bookmarks node refuses XEP-0402's configuration");
 }
 
 static void compat_run(acct_t *a, void *ud, bool ok)

@@ -533,3 +533,19 @@ def test_last_item_while_owner_offline(srv):
     m = expect_event(b2, NS_NICK, "alice@localhost", what="last item from an offline owner")
     assert event_of(m).find(q(NS_PS_EVENT, "item")).find(q(NS_NICK, "nick")).text == "Away"
     b2.close()
+
+
+def test_xep0411_set_refused_when_node_is_configured_otherwise(srv):
+    """A private-storage set cannot go into a bookmarks node the client
+    made with another access model: the set is refused (conflict) rather
+    than answered as stored."""
+    a = online(srv, "alice@localhost/pc", [])
+    ok(publish(a, NS_BM2, "x@conference.localhost",
+               "<conference xmlns='%s' autojoin='false'/>" % NS_BM2,
+               {"pubsub#access_model": "presence"}))
+    res = a.iq("set", "<query xmlns='jabber:iq:private'><storage xmlns='%s'>"
+               "<conference jid='y@conference.localhost' autojoin='true'/></storage></query>"
+               % NS_BM)
+    assert stanza_error(res) == ("cancel", "conflict")
+    assert set(private_bookmarks(a)) == {"x@conference.localhost"}
+    a.close()
