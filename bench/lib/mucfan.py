@@ -82,27 +82,8 @@ def run(repo, workroot, out_dir, server_names, sizes=DEFAULT_SIZES, deliveries=D
 
 
 def combined_table(by_size, server_names):
-    """Servers as columns, one block of ROWS per room size, with the
-    Tern/peer ratios of report.table."""
-    columns = []
-    for server in server_names:
-        figures = {}
-        for size, results in by_size.items():
-            r = next((x for x in results if x["label"] == server), None)
-            if r is None:
-                continue
-            if r["status"] != "ok":
-                for key, _ in ROWS:
-                    figures[f"{size}.{key}"] = r["status"].split(":")[0]
-                continue
-            figs = r["figures"]
-            for key, _ in ROWS:
-                figures[f"{size}.{key}"] = figs.get(key)
-        columns.append({"server": server, "label": server, "status": "ok", "figures": figures})
-    rows = [(f"{size}.{key}", f"N={size}: {label}") for size in by_size for key, label in ROWS]
-    return report.table(columns, rows=rows)
+    return report.sweep_table(by_size, server_names, ROWS)
 
 
 def failed(by_size):
-    return [f"mucfan-{n}/{r['label']}" for n, rs in by_size.items() for r in rs
-            if r["status"] not in ("ok", "unsupported")]
+    return report.sweep_failed(by_size, "mucfan")

@@ -260,6 +260,35 @@ def table(results, rows=None):
     return "\n".join(out)
 
 
+def sweep_table(by_size, server_names, rows):
+    """Servers as columns, one block of rows ((figure key, label)) per size
+    of a sweep ({size: [result per server]}), with the Tern/peer ratios of
+    table(). A server that did not run a size shows its status there."""
+    columns = []
+    for server in server_names:
+        figures = {}
+        for size, results in by_size.items():
+            r = next((x for x in results if x["label"] == server), None)
+            if r is None:
+                continue
+            if r["status"] != "ok":
+                for key, _ in rows:
+                    figures[f"{size}.{key}"] = r["status"].split(":")[0]
+                continue
+            figs = r["figures"]
+            for key, _ in rows:
+                figures[f"{size}.{key}"] = figs.get(key)
+        columns.append({"server": server, "label": server, "status": "ok", "figures": figures})
+    labels = [(f"{size}.{key}", f"N={size}: {label}") for size in by_size for key, label in rows]
+    return table(columns, rows=labels)
+
+
+def sweep_failed(by_size, name):
+    """The runs of a sweep that failed (unsupported is not a failure)."""
+    return [f"{name}-{n}/{r['label']}" for n, rs in by_size.items() for r in rs
+            if r["status"] not in ("ok", "unsupported")]
+
+
 def write_json(path, doc):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
